@@ -1,0 +1,126 @@
+"""eventcore: async event sourcing and Domain-Driven Design for Python.
+
+The public API is re-exported here; the `_modules` behind it are private. Layers, from
+the inside out (each imports only from those before it):
+
+1. domain (`_domain`): events, metadata, aggregates. Standard library and pydantic only.
+2. persistence (`_persistence`, `_sqlalchemy`): the event store interface and backends.
+3. application (`_application`): repositories, the unit of work, retries.
+"""
+
+from __future__ import annotations
+
+from eventcore._application._repository import Repository
+from eventcore._application._retry import retry_on_conflict
+from eventcore._application._unit_of_work import UnitOfWork
+from eventcore._domain._aggregate import Aggregate, apply
+from eventcore._domain._events import (
+    DomainEvent,
+    EventRegistry,
+    Upcaster,
+    default_registry,
+    upcaster,
+)
+from eventcore._domain._metadata import (
+    EventMetadata,
+    MessageContext,
+    NewEvent,
+    RecordedEvent,
+    caused_by,
+    current_context,
+    message_context,
+    new_event_id,
+)
+from eventcore._exceptions import (
+    AggregateError,
+    AggregateNotFoundError,
+    ConcurrencyError,
+    DuplicateEventError,
+    EventcoreError,
+    EventDeserializationError,
+    EventTypeConflictError,
+    EventTypeError,
+    InvalidEventError,
+    InvalidStreamIdError,
+    PayloadTooLargeError,
+    SchemaError,
+    StoreConnectionError,
+    StoreError,
+    UnitOfWorkError,
+    UnknownEventTypeError,
+    UnknownEventVersionError,
+    UnsupportedBackendError,
+    WrongExpectedVersionError,
+)
+from eventcore._persistence._memory import InMemoryEventStore
+from eventcore._persistence._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
+from eventcore._persistence._store import (
+    AppendResult,
+    EventStore,
+    EventStoreSession,
+    ExpectedVersion,
+    StreamAppend,
+)
+from eventcore._sqlalchemy._engines import postgres_engine, sqlite_engine
+from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
+from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
+from eventcore._sqlalchemy._store import SqlAlchemyEventStore, SqlAlchemySession
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregate",
+    "AggregateError",
+    "AggregateNotFoundError",
+    "AppendResult",
+    "ConcurrencyError",
+    "DomainEvent",
+    "DuplicateEventError",
+    "EventDeserializationError",
+    "EventMetadata",
+    "EventRegistry",
+    "EventStore",
+    "EventStoreSession",
+    "EventStoreTables",
+    "EventTypeConflictError",
+    "EventTypeError",
+    "EventcoreError",
+    "ExpectedVersion",
+    "InMemoryEventStore",
+    "InMemorySnapshotStore",
+    "InvalidEventError",
+    "InvalidStreamIdError",
+    "MessageContext",
+    "NewEvent",
+    "PayloadTooLargeError",
+    "RecordedEvent",
+    "Repository",
+    "SchemaError",
+    "Snapshot",
+    "SnapshotStore",
+    "SqlAlchemyEventStore",
+    "SqlAlchemySession",
+    "SqlAlchemySnapshotStore",
+    "StoreConnectionError",
+    "StoreError",
+    "StreamAppend",
+    "UnitOfWork",
+    "UnitOfWorkError",
+    "UnknownEventTypeError",
+    "UnknownEventVersionError",
+    "UnsupportedBackendError",
+    "Upcaster",
+    "WrongExpectedVersionError",
+    "__version__",
+    "apply",
+    "caused_by",
+    "create_schema",
+    "current_context",
+    "default_registry",
+    "message_context",
+    "new_event_id",
+    "postgres_engine",
+    "retry_on_conflict",
+    "sqlite_engine",
+    "upcaster",
+]

@@ -1,0 +1,1 @@
+"""The application layer: repositories and the unit of work."""

@@ -1,0 +1,125 @@
+"""`UnitOfWork`: one transaction for every aggregate it has seen, plus your own writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from eventcore._application._repository import Repository, take_snapshot_if_due
+from eventcore._domain._aggregate import Aggregate
+from eventcore._domain._metadata import NewEvent
+from eventcore._exceptions import AggregateError, UnitOfWorkError
+from eventcore._persistence._store import AppendResult, EventStore, EventStoreSession, StreamAppend
+
+__all__ = ["UnitOfWork"]
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class UnitOfWork:
+    """Commits the new events of every aggregate it has seen, atomically.
+
+    Aggregates loaded or added through `uow.repository(...)` are tracked; `commit()`
+    appends all their pending events in one transaction (each stream checked against
+    the version it was loaded at). On a SQL store, `connection` is the transaction's
+    SQLAlchemy connection: your own writes on it (an inline read model, an outbox row)
+    commit or roll back together with the events. Leaving the block without `commit()`
+    rolls everything back.
+
+    ```python
+    async with UnitOfWork(store) as uow:
+        section = await uow.repository(Section).get("cs101")
+        section.register("s-1")
+        await uow.connection.execute(insert(roster).values(section="cs101", student="s-1"))
+        await uow.commit()
+    ```
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._context: AbstractAsyncContextManager[EventStoreSession] | None = None
+        self._session: EventStoreSession | None = None
+        self._seen: dict[str, Aggregate] = {}
+        self._committed: list[tuple[str, NewEvent]] = []
+        self._finished = False
+
+    async def __aenter__(self) -> Self:
+        if self._context is not None:
+            raise UnitOfWorkError("a UnitOfWork can be entered only once; create a new one")
+        self._context = self._store.session()
+        self._session = await self._context.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._context is not None
+        try:
+            if not self._finished:
+                await self.rollback()
+        finally:
+            await self._context.__aexit__(exc_type, exc, tb)
+
+    @property
+    def session(self) -> EventStoreSession:
+        """The store session (transaction) of this unit of work."""
+        if self._session is None or self._finished:
+            raise UnitOfWorkError("use the UnitOfWork inside `async with`, before commit")
+        return self._session
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The SQLAlchemy connection of the transaction (SQL stores only)."""
+        connection: Any = getattr(self.session, "connection", None)
+        if not isinstance(connection, AsyncConnection):
+            raise UnitOfWorkError(f"{type(self._store).__name__} has no SQLAlchemy connection")
+        return connection
+
+    def repository(self, aggregate_type: type[A]) -> Repository[A]:
+        """A repository whose loads and saves belong to this unit of work."""
+        return Repository(aggregate_type, self._store, unit_of_work=self)
+
+    def track(self, aggregate: Aggregate) -> None:
+        """Include `aggregate`'s pending events in the commit (repositories call this)."""
+        self.session  # noqa: B018 - raises if the unit of work is not open
+        seen = self._seen.setdefault(aggregate.id, aggregate)
+        if seen is not aggregate:
+            raise AggregateError(
+                f"two different instances of {aggregate.id!r} in one unit of work; "
+                "load each aggregate once"
+            )
+
+    async def commit(self) -> list[AppendResult]:
+        """Append every tracked aggregate's pending events and commit, atomically."""
+        session = self.session
+        dirty = [a for a in self._seen.values() if a.pending_events]
+        appends: Sequence[StreamAppend] = [
+            StreamAppend(a.id, a.pending_events, a.committed_version, type(a).aggregate_type)
+            for a in dirty
+        ]
+        self._finished = True
+        results = await session.commit(appends)
+        for aggregate in dirty:
+            previous = aggregate.committed_version
+            self._committed.extend((aggregate.id, e) for e in aggregate.pending_events)
+            aggregate.mark_saved()
+            await take_snapshot_if_due(self._store.snapshots, aggregate, previous)
+        return results
+
+    async def rollback(self) -> None:
+        """Discard the events and writes of this unit of work."""
+        session = self.session
+        self._finished = True
+        await session.rollback()
+
+    @property
+    def committed_events(self) -> list[tuple[str, NewEvent]]:
+        """`(stream_id, event)` pairs committed by `commit()`, in order, for dispatching."""
+        return list(self._committed)

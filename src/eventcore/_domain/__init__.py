@@ -1,0 +1,1 @@
+"""The domain layer: events, metadata and aggregates. Standard library and pydantic only."""

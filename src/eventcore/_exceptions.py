@@ -1,0 +1,194 @@
+"""Every error eventcore raises derives from [`EventcoreError`][eventcore.EventcoreError].
+
+The tree:
+
+```text
+EventcoreError
+├── EventTypeError                       an event class or stored event type is not usable
+│   ├── EventTypeConflictError           two classes claim one stable type name
+│   ├── UnknownEventTypeError            a stored type name no class is registered for
+│   └── UnknownEventVersionError         a stored schema version with no upcaster path
+├── EventDeserializationError            a stored payload does not fit its event class
+├── InvalidEventError                    an event cannot be stored as given
+│   ├── InvalidStreamIdError             empty, too long or has control characters
+│   └── PayloadTooLargeError             the encoded payload exceeds the store's limit
+├── ConcurrencyError                     optimistic concurrency failed; retrying may help
+│   ├── WrongExpectedVersionError        names stream, expected and actual version
+│   └── DuplicateEventError              some, not all, event ids of an append exist already
+├── AggregateNotFoundError               no events for that aggregate id (or before that point)
+├── AggregateError                       an aggregate class or instance is misused
+├── UnitOfWorkError                      a unit of work is used outside its life cycle
+└── StoreError                           the storage backend failed
+    ├── StoreConnectionError             the connection was closed, dropped or unreachable
+    ├── SchemaError                      the event tables are missing or not as expected
+    └── UnsupportedBackendError          a SQLAlchemy dialect/driver eventcore cannot drive
+```
+
+Errors that name one bad value are also `ValueError`s, so generic handlers catch them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AggregateError",
+    "AggregateNotFoundError",
+    "ConcurrencyError",
+    "DuplicateEventError",
+    "EventDeserializationError",
+    "EventTypeConflictError",
+    "EventTypeError",
+    "EventcoreError",
+    "InvalidEventError",
+    "InvalidStreamIdError",
+    "PayloadTooLargeError",
+    "SchemaError",
+    "StoreConnectionError",
+    "StoreError",
+    "UnitOfWorkError",
+    "UnknownEventTypeError",
+    "UnknownEventVersionError",
+    "UnsupportedBackendError",
+    "WrongExpectedVersionError",
+]
+
+
+class EventcoreError(Exception):
+    """Base class of every error raised by eventcore."""
+
+
+class EventTypeError(EventcoreError):
+    """An event class, or a stored event's type, cannot be used."""
+
+
+class EventTypeConflictError(EventTypeError):
+    """Two different classes were registered under the same stable event type name."""
+
+    def __init__(self, type_name: str, existing: type, new: type) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"event type name {type_name!r} is already registered to "
+            f"{existing.__module__}.{existing.__qualname__}; cannot register "
+            f"{new.__module__}.{new.__qualname__} too (pass a distinct type_name=...)"
+        )
+
+
+class UnknownEventTypeError(EventTypeError):
+    """A stored event names a type that no event class is registered for."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"no event class is registered for stored event type {type_name!r}; "
+            "import the module that defines it, or register an alias for a renamed class"
+        )
+
+
+class UnknownEventVersionError(EventTypeError):
+    """A stored event has a schema version the code cannot turn into the current one."""
+
+    def __init__(self, type_name: str, stored: int, current: int, reason: str) -> None:
+        self.type_name = type_name
+        self.stored_version = stored
+        self.current_version = current
+        super().__init__(
+            f"cannot read {type_name!r} schema version {stored} "
+            f"(the code is at version {current}): {reason}"
+        )
+
+
+class EventDeserializationError(EventcoreError):
+    """A stored payload could not be decoded into its event class."""
+
+    def __init__(self, type_name: str, location: str, reason: str) -> None:
+        self.type_name = type_name
+        self.location = location
+        super().__init__(f"cannot decode {type_name!r} at {location}: {reason}")
+
+
+class InvalidEventError(EventcoreError, ValueError):
+    """An event cannot be stored as given; nothing was written."""
+
+
+class InvalidStreamIdError(InvalidEventError):
+    """A stream id is empty, too long or contains control characters."""
+
+    def __init__(self, stream_id: object, reason: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"invalid stream id {stream_id!r}: {reason}")
+
+
+class PayloadTooLargeError(InvalidEventError):
+    """An encoded event payload exceeds the store's configured size limit."""
+
+    def __init__(self, stream_id: str, type_name: str, size: int, limit: int) -> None:
+        self.stream_id = stream_id
+        self.type_name = type_name
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"event {type_name!r} for stream {stream_id!r} encodes to {size} bytes, "
+            f"over the limit of {limit} bytes"
+        )
+
+
+class ConcurrencyError(EventcoreError):
+    """Optimistic concurrency control rejected a write; reload and retry may succeed."""
+
+
+class WrongExpectedVersionError(ConcurrencyError):
+    """The stream is not at the version the writer expected."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected}, actual version {actual}"
+        )
+
+
+class DuplicateEventError(ConcurrencyError):
+    """Some, but not all, of an append's event ids are stored already (or elsewhere)."""
+
+    def __init__(self, stream_id: str, event_ids: list[str], reason: str) -> None:
+        self.stream_id = stream_id
+        self.event_ids = event_ids
+        super().__init__(f"stream {stream_id!r}: event ids {event_ids} {reason}")
+
+
+class AggregateNotFoundError(EventcoreError, LookupError):
+    """No events exist for the aggregate (at the requested version or time)."""
+
+    def __init__(self, aggregate_type: str, aggregate_id: str, detail: str = "") -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        suffix = f" {detail}" if detail else ""
+        super().__init__(f"{aggregate_type} {aggregate_id!r} not found{suffix}")
+
+
+class AggregateError(EventcoreError):
+    """An aggregate class is declared wrongly, or an aggregate instance is misused."""
+
+
+class UnitOfWorkError(EventcoreError):
+    """A unit of work was used outside its `async with` block, or after it committed."""
+
+
+class StoreError(EventcoreError):
+    """The storage backend failed in a way that is not the caller's input."""
+
+
+class StoreConnectionError(StoreError):
+    """The database connection was closed, dropped or could not be made.
+
+    Appends are atomic, so a write interrupted by this error either committed fully or
+    not at all; retrying the same append (same event ids) is safe and idempotent.
+    """
+
+
+class SchemaError(StoreError):
+    """The event store tables are missing or do not have the expected shape."""
+
+
+class UnsupportedBackendError(StoreError):
+    """The SQLAlchemy engine uses a dialect or driver that eventcore does not support."""

@@ -1,0 +1,234 @@
+"""`InMemoryEventStore`: the reference implementation, for tests and prototypes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from eventcore._domain._events import EventRegistry, default_registry
+from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._exceptions import UnitOfWorkError
+from eventcore._persistence._codec import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    EncodedEvent,
+    check_read_range,
+    decode_row,
+    encode_appends,
+    utc_or_none,
+    validate_stream_id,
+)
+from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
+from eventcore._persistence._store import (
+    AppendResult,
+    EventStoreSession,
+    ExpectedVersion,
+    StreamAppend,
+)
+from eventcore._persistence._versioning import check_already_stored, check_expected_version
+
+__all__ = ["InMemoryEventStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    position: int
+    stream_id: str
+    stream_type: str
+    version: int
+    recorded_at: datetime
+    encoded: EncodedEvent
+
+
+class InMemoryEventStore:
+    """An [`EventStore`][eventcore.EventStore] held in memory by one process.
+
+    It behaves like the database stores (payloads go through JSON, upcasters run on
+    read, the same errors) so tests written against it hold for them too.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: EventRegistry | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self._registry = registry or default_registry
+        self._max_payload_bytes = max_payload_bytes
+        self._log: list[_Row] = []
+        self._streams: dict[str, list[_Row]] = {}
+        self._by_id: dict[uuid.UUID, _Row] = {}
+        self._snapshots = InMemorySnapshotStore()
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """The snapshot store that goes with this event store."""
+        return self._snapshots
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | ExpectedVersion = ExpectedVersion.ANY,
+        stream_type: str = "",
+    ) -> AppendResult:
+        """Append `events` to one stream atomically (see `EventStore.append`)."""
+        append = StreamAppend(stream_id, events, expected_version, stream_type)
+        return (await self.append_streams([append]))[0]
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams atomically: all or none."""
+        # No await between the checks and the writes: atomic under asyncio.
+        prepared = encode_appends(appends, self._max_payload_bytes)
+        plans = [self._plan(p.stream_id, p.expected_version, p.events) for p in prepared]
+        now = datetime.now(UTC)
+        results = []
+        for append, stored in zip(prepared, plans, strict=True):
+            if stored is not None:
+                results.append(stored)
+                continue
+            stream_id = append.stream_id
+            rows = [self._write(stream_id, append.stream_type, now, e) for e in append.events]
+            version = self._version(stream_id)
+            results.append(AppendResult(stream_id, version, tuple(r.position for r in rows)))
+        return results
+
+    def _plan(
+        self, stream_id: str, expected: int | ExpectedVersion, events: list[EncodedEvent]
+    ) -> AppendResult | None:
+        """Check one stream's append; return its result if it is stored already."""
+        found = [self._by_id[e.event_id] for e in events if e.event_id in self._by_id]
+        existing = [(r.encoded.event_id, r.stream_id, r.position) for r in found]
+        ids = [e.event_id for e in events]
+        stored = check_already_stored(stream_id, ids, existing, self._version(stream_id))
+        if stored is not None:
+            return stored
+        check_expected_version(stream_id, expected, self._version(stream_id))
+        return None
+
+    def _write(self, stream_id: str, stream_type: str, now: datetime, event: EncodedEvent) -> _Row:
+        stream = self._streams.setdefault(stream_id, [])
+        row = _Row(len(self._log) + 1, stream_id, stream_type, len(stream) + 1, now, event)
+        stream.append(row)
+        self._log.append(row)
+        self._by_id[event.event_id] = row
+        return row
+
+    def _version(self, stream_id: str) -> int:
+        return len(self._streams.get(stream_id, ()))
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Return the stream's current version (0 when it does not exist)."""
+        return self._version(validate_stream_id(stream_id))
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read events of one stream (see `EventStore.read_stream`)."""
+        check_read_range(from_version, to_version, limit)
+        as_of = utc_or_none(as_of)
+        rows = self._streams.get(validate_stream_id(stream_id), [])
+        selected = [
+            row
+            for row in rows[max(from_version, 1) - 1 : to_version]
+            if as_of is None or row.recorded_at <= as_of
+        ]
+        if backwards:
+            selected.reverse()
+        if limit is not None:
+            selected = selected[:limit]
+        return [self._decode(row) for row in selected]
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        batch_size: int = 500,
+        event_types: Collection[str] | None = None,
+        stream_types: Collection[str] | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Iterate over the global log after position `after` (see `EventStore.read_all`)."""
+        for row in self._rows_after(after):
+            if event_types is not None and row.encoded.event_type not in event_types:
+                continue
+            if stream_types is not None and row.stream_type not in stream_types:
+                continue
+            yield self._decode(row)
+
+    def _rows_after(self, after: int) -> Iterator[_Row]:
+        index = max(after, 0)
+        while index < len(self._log):  # sees rows appended while iterating
+            yield self._log[index]
+            index += 1
+
+    def _decode(self, row: _Row) -> RecordedEvent:
+        e = row.encoded
+        return decode_row(
+            self._registry,
+            event_id=e.event_id,
+            stream_id=row.stream_id,
+            stream_type=row.stream_type,
+            version=row.version,
+            global_position=row.position,
+            recorded_at=row.recorded_at,
+            event_type=e.event_type,
+            schema_version=e.schema_version,
+            data=e.data,
+            metadata=e.metadata,
+        )
+
+    def write_raw(
+        self, stream_id: str, event_type: str, schema_version: int, data: str, stream_type: str = ""
+    ) -> None:
+        """Store a payload as given, bypassing validation (for tests of old event shapes)."""
+        raw = EncodedEvent(uuid.uuid4(), event_type, schema_version, data, "{}")
+        self._write(stream_id, stream_type, datetime.now(UTC), raw)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[EventStoreSession]:
+        """Open a unit-of-work session; appends are applied atomically at commit."""
+        yield _InMemorySession(self)
+
+
+class _InMemorySession:
+    def __init__(self, store: InMemoryEventStore) -> None:
+        self._store = store
+        self._done = False
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        return await self._store.read_stream(
+            stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            as_of=as_of,
+            backwards=backwards,
+            limit=limit,
+        )
+
+    async def commit(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        if self._done:
+            raise UnitOfWorkError("this session has already been committed or rolled back")
+        self._done = True
+        return await self._store.append_streams(appends)
+
+    async def rollback(self) -> None:
+        self._done = True

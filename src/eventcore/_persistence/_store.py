@@ -1,0 +1,172 @@
+"""The `EventStore` interface: append with optimistic concurrency, read streams and the log."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._persistence._snapshots import SnapshotStore
+
+__all__ = [
+    "AppendResult",
+    "EventStore",
+    "EventStoreSession",
+    "ExpectedVersion",
+    "StreamAppend",
+]
+
+
+class ExpectedVersion(enum.Enum):
+    """What an append expects of its stream, besides an exact version (an `int`).
+
+    - `ANY`: no check; the events go after whatever is there.
+    - `NO_STREAM`: the stream must not exist yet (same as the exact version `0`).
+    - `STREAM_EXISTS`: the stream must have at least one event.
+    - an `int` *n*: the stream's last event must be version *n*.
+    """
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+    STREAM_EXISTS = "stream_exists"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """Events to append to one stream, as part of an atomic multi-stream append."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int | ExpectedVersion = ExpectedVersion.ANY
+    stream_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append did.
+
+    `next_expected_version` is the stream's version after the append: pass it as the
+    expected version of the next one. `already_stored` is true when every event id was
+    stored before (an idempotent retry) and nothing was written this time.
+    """
+
+    stream_id: str
+    next_expected_version: int
+    global_positions: tuple[int, ...]
+    already_stored: bool = False
+
+
+@runtime_checkable
+class EventStoreSession(Protocol):
+    """One transaction against an event store, driven by a unit of work.
+
+    Reads see committed data. A database session also exposes its connection, so other
+    writes (read models, the outbox) commit atomically with the events.
+    """
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read a stream, like [`EventStore.read_stream`][eventcore.EventStore.read_stream]."""
+        ...
+
+    async def commit(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to the streams and commit them with the session's other writes, atomically.
+
+        Raises (and commits nothing) if any stream's expected version does not hold.
+        """
+        ...
+
+    async def rollback(self) -> None:
+        """Discard everything done in the session."""
+        ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """An append-only store of event streams with a global log.
+
+    Every implementation passes the contract suite in
+    [`eventcore.testing`](../reference/testing.md).
+    """
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """The snapshot store that goes with this event store."""
+        ...
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | ExpectedVersion = ExpectedVersion.ANY,
+        stream_type: str = "",
+    ) -> AppendResult:
+        """Append `events` to `stream_id` atomically, all or nothing.
+
+        Raises [`WrongExpectedVersionError`][eventcore.WrongExpectedVersionError] when the
+        stream is not at `expected_version`. Appending event ids that are all stored
+        already, in this stream, is a no-op that returns `already_stored=True`.
+        """
+        ...
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all streams or none."""
+        ...
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read events of one stream in version order (newest first if `backwards`).
+
+        `from_version`/`to_version` bound the versions (inclusive); `as_of` keeps only
+        events recorded at or before that time; `limit` caps how many are returned (with
+        `backwards`, the newest ones). An unknown stream reads as an empty list.
+        """
+        ...
+
+    def read_all(
+        self,
+        *,
+        after: int = 0,
+        batch_size: int = 500,
+        event_types: Collection[str] | None = None,
+        stream_types: Collection[str] | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Iterate over the global log in position order, starting after position `after`.
+
+        Fetches `batch_size` events per query. Optional filters keep only the given event
+        type names or stream types. This reads what is committed when each batch is
+        queried; it is not a subscription.
+        """
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Return the stream's current version (0 when it does not exist)."""
+        ...
+
+    def session(self) -> AbstractAsyncContextManager[EventStoreSession]:
+        """Open a transaction for a unit of work; it rolls back unless committed."""
+        ...

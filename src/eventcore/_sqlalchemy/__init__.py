@@ -1,0 +1,1 @@
+"""The SQLAlchemy adapters: schema, PostgreSQL and SQLite backends, snapshots."""

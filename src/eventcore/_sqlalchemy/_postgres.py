@@ -1,0 +1,363 @@
+"""PostgreSQL backend: prepared statements on the asyncpg connection under SQLAlchemy's pool.
+
+SQLAlchemy manages the pool and the unit of work's transaction; the hot paths (append,
+read) run prepared statements directly on the asyncpg connection beneath it, which keeps
+SQLAlchemy's per-statement overhead off them. An append is a single statement, so
+outside a unit of work it is one round trip and one implicit transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+from eventcore._domain._events import EventRegistry
+from eventcore._domain._metadata import RecordedEvent
+from eventcore._exceptions import (
+    ConcurrencyError,
+    SchemaError,
+    StoreConnectionError,
+    StoreError,
+    UnitOfWorkError,
+    WrongExpectedVersionError,
+)
+from eventcore._persistence._codec import PreparedAppend, decode_metadata
+from eventcore._persistence._store import AppendResult, ExpectedVersion
+from eventcore._persistence._versioning import check_already_stored, check_expected_version
+from eventcore._sqlalchemy._postgres_sql import (
+    MODE_ANY,
+    MODE_EXACT,
+    MODE_NO_STREAM,
+    MODE_STREAM_EXISTS,
+    PostgresSql,
+)
+from eventcore._sqlalchemy._schema import EventStoreTables
+
+__all__ = ["PostgresBackend"]
+
+_MAX_VERSION = 2**62
+_RACE_RETRIES = 50  # appends with ANY / STREAM_EXISTS that lose a race are retried
+_MODES = {
+    ExpectedVersion.ANY: MODE_ANY,
+    ExpectedVersion.STREAM_EXISTS: MODE_STREAM_EXISTS,
+    ExpectedVersion.NO_STREAM: MODE_NO_STREAM,
+}
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+class _LostRace(Exception):
+    """A concurrent writer took a version or event id this append wanted."""
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError as error:
+        raise _LostRace(str(error)) from error
+    except asyncpg.UndefinedTableError as error:
+        raise SchemaError(f"{error} (run create_schema() or your migrations)") from error
+    except _CONNECTION_ERRORS as error:
+        raise StoreConnectionError(f"PostgreSQL connection failed: {error!r}") from error
+    except asyncpg.PostgresError as error:
+        raise StoreError(f"PostgreSQL error: {error!r}") from error
+
+
+class PostgresBackend:
+    """Appends and reads for `SqlAlchemyEventStore` on PostgreSQL with asyncpg."""
+
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
+        self._engine = engine
+        self._sql = PostgresSql.for_tables(tables)
+        self._registry = registry
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """Check a connection out of SQLAlchemy's pool and lend its asyncpg connection."""
+        try:
+            pooled = await self._engine.raw_connection()
+        except Exception as error:
+            raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
+        broken = False
+        try:
+            yield pooled.driver_connection
+        except StoreConnectionError:
+            broken = True
+            raise
+        finally:
+            # A broken connection is thrown away rather than returned to the pool.
+            await greenlet_spawn(pooled.invalidate if broken else pooled.close)
+
+    # -- appends ----------------------------------------------------------------------
+
+    async def append_streams(
+        self, appends: Sequence[PreparedAppend], conn: asyncpg.Connection | None = None
+    ) -> list[AppendResult]:
+        """Append to one stream (a single statement) or several (one transaction)."""
+        if conn is None:
+            async with self._driver() as pooled:
+                return await self._append_with_retries(pooled, appends)
+        return await self._append_with_retries(conn, appends)
+
+    async def _append_with_retries(
+        self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        for _ in range(_RACE_RETRIES):
+            try:
+                if len(appends) == 1:
+                    return [await self._append(conn, appends[0])]
+                async with conn.transaction():
+                    return [await self._append(conn, append) for append in appends]
+            except _LostRace:
+                continue  # the next attempt sees the winner's events and decides
+        raise ConcurrencyError(f"gave up after {_RACE_RETRIES} lost races on one append")
+
+    async def append_in_transaction(
+        self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """Append inside a transaction the caller owns (it cannot be retried here)."""
+        return [await self._append(conn, append) for append in appends]
+
+    async def _append(self, conn: asyncpg.Connection, append: PreparedAppend) -> AppendResult:
+        events = append.events
+        expected = append.expected_version
+        mode = _MODES[expected] if isinstance(expected, ExpectedVersion) else MODE_EXACT
+        ids = [e.event_id for e in events]
+        with _translated_errors():
+            rows = await conn.fetch(
+                self._sql.append,
+                append.stream_id,
+                ids,
+                append.stream_type,
+                [e.event_type for e in events],
+                [e.schema_version for e in events],
+                [e.data for e in events],
+                [e.metadata for e in events],
+                mode,
+                expected if isinstance(expected, int) else 0,
+            )
+        return _interpret(append, ids, rows)
+
+    async def diagnose(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        """After a transaction lost a race: are these appends stored already, or in conflict?
+
+        Returns their results if every append is an idempotent retry; raises otherwise.
+        """
+        async with self._driver() as conn:
+            results = []
+            for append in appends:
+                with _translated_errors():
+                    existing = await conn.fetch(
+                        self._sql.find_ids, [e.event_id for e in append.events]
+                    )
+                    actual = await conn.fetchval(self._sql.stream_version, append.stream_id)
+                stored = check_already_stored(
+                    append.stream_id,
+                    [e.event_id for e in append.events],
+                    [(r[0], r[1], r[2]) for r in existing],
+                    actual,
+                )
+                if stored is None:
+                    raise WrongExpectedVersionError(
+                        append.stream_id, append.expected_version, actual
+                    )
+                results.append(stored)
+            return results
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Return the stream's current version (0 if it has no events)."""
+        async with self._driver() as conn:
+            with _translated_errors():
+                version: int = await conn.fetchval(self._sql.stream_version, stream_id)
+        return version
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int,
+        to_version: int | None,
+        as_of: datetime | None,
+        backwards: bool,
+        limit: int | None,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """Read one stream; on `conn` if given, else on a pooled connection."""
+        sql = self._sql
+        if as_of is None:
+            query = sql.read_backwards if backwards else sql.read_forwards
+            args: tuple[Any, ...] = (stream_id, from_version, to_version or _MAX_VERSION, limit)
+        else:
+            query = sql.read_backwards_as_of if backwards else sql.read_forwards_as_of
+            args = (stream_id, from_version, to_version or _MAX_VERSION, limit, as_of)
+        if conn is None:
+            async with self._driver() as pooled:
+                with _translated_errors():
+                    rows = await pooled.fetch(query, *args)
+        else:
+            with _translated_errors():
+                rows = await conn.fetch(query, *args)
+        return self._decode_stream(stream_id, rows)
+
+    def _decode_stream(self, stream_id: str, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
+        decode = self._registry.decode
+        out = []
+        for event_id, stream_type, version, position, at, etype, sv, data, meta in rows:
+            event = decode(etype, sv, data, stream_id, version)
+            metadata = decode_metadata(meta)
+            out.append(
+                RecordedEvent(
+                    event, event_id, stream_id, stream_type, version, position, at, etype, sv,
+                    metadata,
+                )
+            )
+        return out
+
+    async def read_all(
+        self,
+        *,
+        after: int,
+        batch_size: int,
+        event_types: Collection[str] | None,
+        stream_types: Collection[str] | None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Iterate over the global log in batches, each fetched on a pooled connection."""
+        types = list(event_types) if event_types is not None else None
+        streams = list(stream_types) if stream_types is not None else None
+        position = after
+        while True:
+            async with self._driver() as conn:
+                with _translated_errors():
+                    rows = await conn.fetch(self._sql.read_all, position, batch_size, types, streams)
+            for row in rows:
+                yield self._decode_log_row(row)
+            if len(rows) < batch_size:
+                return
+            position = rows[-1][4]
+
+    def _decode_log_row(self, row: asyncpg.Record) -> RecordedEvent:
+        stream_id, event_id, stream_type, version, position, at, etype, sv, data, meta = row
+        event = self._registry.decode(etype, sv, data, stream_id, version)
+        return RecordedEvent(
+            event, event_id, stream_id, stream_type, version, position, at, etype, sv,
+            decode_metadata(meta),
+        )
+
+    # -- unit of work -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[PostgresSession]:
+        """A unit-of-work session on one pooled connection."""
+        try:
+            conn = await self._engine.connect()
+        except Exception as error:
+            raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
+        try:
+            await conn.begin()
+            raw = await conn.get_raw_connection()
+            yield PostgresSession(self, conn, raw.driver_connection)
+        finally:
+            await conn.close()  # rolls back whatever was not committed
+
+
+class PostgresSession:
+    """One unit of work's transaction on PostgreSQL (see `EventStoreSession`)."""
+
+    def __init__(self, backend: PostgresBackend, conn: AsyncConnection, driver: Any) -> None:
+        self._backend = backend
+        self._conn = conn
+        self._driver: asyncpg.Connection = driver
+        self._done = False
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The SQLAlchemy connection: writes made on it commit atomically with the events."""
+        return self._conn
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read a stream on this session's connection (inside its transaction, if begun)."""
+        return await self._backend.read_stream(
+            stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            as_of=as_of,
+            backwards=backwards,
+            limit=limit,
+            conn=self._driver,
+        )
+
+    async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        """Append and commit together with the writes made on `connection`."""
+        if self._done:
+            raise UnitOfWorkError("this session has already been committed or rolled back")
+        self._done = True
+        if not self._driver.is_in_transaction():
+            # Nothing else was written: the append alone is the transaction.
+            results = await self._backend.append_streams(appends, self._driver) if appends else []
+            await self._conn.commit()
+            return results
+        try:
+            results = await self._backend.append_in_transaction(self._driver, appends)
+        except _LostRace:
+            await self._conn.rollback()
+            results = await self._backend.diagnose(appends)
+            return results  # an idempotent retry: this attempt's other writes are discarded
+        except BaseException:
+            await self._conn.rollback()
+            raise
+        if results and all(r.already_stored for r in results):
+            await self._conn.rollback()  # the earlier attempt committed these writes already
+            return results
+        try:
+            await self._conn.commit()
+        except Exception as error:
+            raise StoreConnectionError(f"commit failed: {error!r}") from error
+        return results
+
+    async def rollback(self) -> None:
+        """Discard the session's writes."""
+        self._done = True
+        await self._conn.rollback()
+
+
+def _interpret(
+    append: PreparedAppend, ids: list[uuid.UUID], rows: list[asyncpg.Record]
+) -> AppendResult:
+    inserted = sorted((r[2], r[1]) for r in rows if r[0] == 0)
+    existing = [(r[4], r[3], r[1]) for r in rows if r[0] == 1]
+    current: int = next(r[2] for r in rows if r[0] == 2)
+    stored = check_already_stored(append.stream_id, ids, existing, current)
+    if stored is not None:
+        return stored
+    check_expected_version(append.stream_id, append.expected_version, current)
+    if len(inserted) != len(ids):  # the guard and the check above disagree: cannot happen
+        raise StoreError(f"stream {append.stream_id!r}: append inserted {len(inserted)} events")
+    version = inserted[-1][0] if inserted else current
+    return AppendResult(append.stream_id, version, tuple(p for _, p in inserted))
+

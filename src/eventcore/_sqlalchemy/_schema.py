@@ -1,0 +1,168 @@
+"""The event store's tables, declared as SQLAlchemy `Table`s (include them in alembic)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    JSON,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateSchema, DefaultClause, Identity
+from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.types import UserDefinedType
+
+from eventcore._exceptions import SchemaError
+
+__all__ = ["EventStoreTables", "create_schema"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+class TransactionId(UserDefinedType[int]):
+    """PostgreSQL `xid8`: the id of the writing transaction (a BIGINT elsewhere).
+
+    Stored with every event so that readers of the global log can tell which
+    positions may still be filled by transactions in flight (gap-free subscriptions).
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+@compiles(TransactionId)
+def _transaction_id_elsewhere(element: TransactionId, compiler: Any, **kw: Any) -> str:
+    return "BIGINT"
+
+
+@compiles(TransactionId, "postgresql")
+def _transaction_id_postgres(element: TransactionId, compiler: Any, **kw: Any) -> str:
+    return "xid8"
+
+
+class _CurrentTransactionId(FunctionElement[int]):
+    inherit_cache = True
+
+
+@compiles(_CurrentTransactionId)
+def _no_transaction_id(element: _CurrentTransactionId, compiler: Any, **kw: Any) -> str:
+    return "NULL"
+
+
+@compiles(_CurrentTransactionId, "postgresql")
+def _pg_current_xact_id(element: _CurrentTransactionId, compiler: Any, **kw: Any) -> str:
+    return "pg_current_xact_id()"
+
+
+def _json() -> JSON:
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+class EventStoreTables:
+    """The tables of one event store, with a name prefix and an optional database schema.
+
+    Give each bounded context its own prefix (or PostgreSQL schema) so that several
+    stores share one database without sharing tables:
+
+    ```python
+    tables = EventStoreTables(prefix="registration_")
+    ```
+
+    `metadata` is a SQLAlchemy `MetaData`: pass your own to have the tables in your
+    alembic migrations, or use `tables.metadata` as (part of) alembic's `target_metadata`.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "eventcore_",
+        schema: str | None = None,
+        metadata: MetaData | None = None,
+    ) -> None:
+        if prefix and not _IDENTIFIER.match(prefix):
+            raise SchemaError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        if schema is not None and not _IDENTIFIER.match(schema):
+            raise SchemaError(f"schema {schema!r} must be letters, digits and underscores")
+        self.prefix = prefix
+        self.schema = schema
+        self.metadata = metadata if metadata is not None else MetaData()
+        self.events = _events_table(self.metadata, f"{prefix}events", schema)
+        self.snapshots = _snapshots_table(self.metadata, f"{prefix}snapshots", schema)
+
+    def qualified(self, table: Table) -> str:
+        """The table's name, schema-qualified and quoted, for hand-written SQL."""
+        name = f'"{table.name}"'
+        return f'"{self.schema}".{name}' if self.schema else name
+
+
+def _events_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    position_type = BigInteger().with_variant(Integer(), "sqlite")
+    return Table(
+        name,
+        metadata,
+        Column("global_position", position_type, Identity(), primary_key=True),
+        Column("event_id", Uuid(), nullable=False),
+        Column("stream_id", String(255), nullable=False),
+        Column("stream_type", String(255), nullable=False, server_default=""),
+        Column("version", BigInteger(), nullable=False),
+        Column("event_type", String(255), nullable=False),
+        Column("schema_version", Integer(), nullable=False),
+        Column("data", _json(), nullable=False),
+        Column("metadata", _json(), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column(
+            "transaction_id",
+            TransactionId(),
+            nullable=True,
+            server_default=DefaultClause(_CurrentTransactionId()),
+        ),
+        UniqueConstraint("stream_id", "version", name=f"{name}_stream_version_key"),
+        Index(f"{name}_event_id_key", "event_id", unique=True),
+        schema=schema,
+        sqlite_autoincrement=True,
+    )
+
+
+def _snapshots_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("stream_id", String(255), primary_key=True),
+        Column("aggregate_type", String(255), nullable=False),
+        Column("version", BigInteger(), nullable=False),
+        Column("schema_version", Integer(), nullable=False),
+        Column("state", _json(), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=True),
+        Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        schema=schema,
+    )
+
+
+async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
+    """Create the event store's tables (and PostgreSQL schema) if they do not exist.
+
+    Fine for tests, demos and first deployments; in production, prefer adding
+    `tables.metadata` to your alembic migrations.
+    """
+    tables = tables or EventStoreTables()
+    async with engine.begin() as conn:
+        if tables.schema and engine.dialect.name == "postgresql":
+            await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
+        own = [tables.events, tables.snapshots]
+        await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))

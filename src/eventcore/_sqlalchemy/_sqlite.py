@@ -1,0 +1,314 @@
+"""SQLite backend (aiosqlite): the embedded default, through SQLAlchemy Core.
+
+SQLite allows one writer at a time. Write transactions start with `BEGIN IMMEDIATE`
+(so two writers never deadlock upgrading a read lock) and, within one process, queue
+on a lock instead of spinning on `SQLITE_BUSY`; other processes wait `busy_timeout`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from sqlalchemy import Row, Select, Text, bindparam, event, func, insert, select, type_coerce
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventcore._domain._events import EventRegistry
+from eventcore._domain._metadata import RecordedEvent
+from eventcore._exceptions import (
+    SchemaError,
+    StoreConnectionError,
+    StoreError,
+    UnitOfWorkError,
+)
+from eventcore._persistence._codec import PreparedAppend, decode_row
+from eventcore._persistence._store import AppendResult
+from eventcore._persistence._versioning import check_already_stored, check_expected_version
+from eventcore._sqlalchemy._schema import EventStoreTables
+
+__all__ = ["SqliteBackend", "configure_sqlite_engine"]
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def configure_sqlite_engine(engine: AsyncEngine) -> None:
+    """Set up an aiosqlite engine for eventcore (idempotent).
+
+    Every new connection gets WAL journaling (readers do not block the writer), a busy
+    timeout, foreign keys, and the driver's own transaction handling switched off so that
+    eventcore can issue `BEGIN IMMEDIATE` itself.
+    """
+    if not event.contains(engine.sync_engine, "connect", _on_connect):
+        event.listen(engine.sync_engine, "connect", _on_connect)
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+@asynccontextmanager
+async def _translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except OperationalError as error:
+        if "no such table" in str(error):
+            raise SchemaError(f"{error.orig} (run create_schema() first)") from error
+        raise StoreConnectionError(f"SQLite failed: {error.orig!r}") from error
+    except (DBAPIError, SQLAlchemyError) as error:
+        raise StoreError(f"SQLite error: {error!r}") from error
+
+
+class SqliteBackend:
+    """Appends and reads for `SqlAlchemyEventStore` on SQLite."""
+
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
+        configure_sqlite_engine(engine)
+        self._engine = engine
+        self._events = tables.events
+        self._registry = registry
+        self._write_lock = anyio.Lock()
+        ev = tables.events
+        self._columns = (
+            ev.c.event_id,
+            ev.c.stream_id,
+            ev.c.stream_type,
+            ev.c.version,
+            ev.c.global_position,
+            ev.c.recorded_at,
+            ev.c.event_type,
+            ev.c.schema_version,
+            type_coerce(ev.c.data, Text),
+            type_coerce(ev.c.metadata, Text),
+        )
+        self._insert = (
+            insert(ev)
+            .values(data=bindparam("data", type_=Text), metadata=bindparam("meta", type_=Text))
+            .returning(ev.c.global_position, sort_by_parameter_order=True)
+        )
+
+    # -- appends ----------------------------------------------------------------------
+
+    async def append_streams(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        """Append to one or several streams in one write transaction."""
+        async with self.write_transaction() as conn:
+            results = await self.append_in_transaction(conn, appends)
+            async with _translated_errors():
+                await conn.commit()
+        return results
+
+    @asynccontextmanager
+    async def write_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside `BEGIN IMMEDIATE`; rolled back unless committed."""
+        async with self._write_lock, _translated_errors(), self._engine.connect() as conn:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            finally:
+                await conn.rollback()
+
+    async def append_in_transaction(
+        self, conn: AsyncConnection, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """Append inside the caller's write transaction."""
+        async with _translated_errors():
+            return [await self._append(conn, append) for append in appends]
+
+    async def _append(self, conn: AsyncConnection, append: PreparedAppend) -> AppendResult:
+        ev = self._events
+        ids = [e.event_id for e in append.events]
+        found = await conn.execute(
+            select(ev.c.event_id, ev.c.stream_id, ev.c.global_position).where(
+                ev.c.event_id.in_(ids)
+            )
+        )
+        current = await self._version(conn, append.stream_id)
+        existing: list[tuple[uuid.UUID, str, int]] = [(r[0], r[1], r[2]) for r in found]
+        stored = check_already_stored(append.stream_id, ids, existing, current)
+        if stored is not None:
+            return stored
+        check_expected_version(append.stream_id, append.expected_version, current)
+        if not append.events:
+            return AppendResult(append.stream_id, current, ())
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "event_id": e.event_id,
+                "stream_id": append.stream_id,
+                "stream_type": append.stream_type,
+                "version": current + n,
+                "event_type": e.event_type,
+                "schema_version": e.schema_version,
+                "data": e.data,
+                "meta": e.metadata,
+                "recorded_at": now,
+            }
+            for n, e in enumerate(append.events, start=1)
+        ]
+        positions = tuple((await conn.execute(self._insert, rows)).scalars())
+        return AppendResult(append.stream_id, current + len(rows), positions)
+
+    async def _version(self, conn: AsyncConnection, stream_id: str) -> int:
+        ev = self._events
+        query = select(func.coalesce(func.max(ev.c.version), 0)).where(ev.c.stream_id == stream_id)
+        return int((await conn.execute(query)).scalar_one())
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Return the stream's current version (0 if it has no events)."""
+        async with _translated_errors(), self._engine.connect() as conn:
+            return await self._version(conn, stream_id)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int,
+        to_version: int | None,
+        as_of: datetime | None,
+        backwards: bool,
+        limit: int | None,
+        conn: AsyncConnection | None = None,
+    ) -> list[RecordedEvent]:
+        """Read one stream; on `conn` if given, else on a pooled connection."""
+        ev = self._events
+        query = select(*self._columns).where(
+            ev.c.stream_id == stream_id, ev.c.version >= from_version
+        )
+        if to_version is not None:
+            query = query.where(ev.c.version <= to_version)
+        if as_of is not None:
+            query = query.where(ev.c.recorded_at <= as_of)
+        query = query.order_by(ev.c.version.desc() if backwards else ev.c.version).limit(limit)
+        return await self._fetch(query, conn)
+
+    async def _fetch(
+        self, query: Select[Any], conn: AsyncConnection | None = None
+    ) -> list[RecordedEvent]:
+        async with _translated_errors():
+            if conn is not None:
+                rows = (await conn.execute(query)).all()
+            else:
+                async with self._engine.connect() as own:
+                    rows = (await own.execute(query)).all()
+        return [self._decode(row) for row in rows]
+
+    def _decode(self, row: Row[Any]) -> RecordedEvent:
+        event_id, stream_id, stream_type, version, position, at, etype, sv, data, meta = row
+        return decode_row(
+            self._registry,
+            event_id=event_id,
+            stream_id=stream_id,
+            stream_type=stream_type,
+            version=version,
+            global_position=position,
+            recorded_at=at if at.tzinfo else at.replace(tzinfo=UTC),
+            event_type=etype,
+            schema_version=sv,
+            data=data,
+            metadata=meta,
+        )
+
+    async def read_all(
+        self,
+        *,
+        after: int,
+        batch_size: int,
+        event_types: Collection[str] | None,
+        stream_types: Collection[str] | None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Iterate over the global log in batches."""
+        ev = self._events
+        base = select(*self._columns)
+        if event_types is not None:
+            base = base.where(ev.c.event_type.in_(list(event_types)))
+        if stream_types is not None:
+            base = base.where(ev.c.stream_type.in_(list(stream_types)))
+        position = after
+        while True:
+            query = base.where(ev.c.global_position > position)
+            batch = await self._fetch(query.order_by(ev.c.global_position).limit(batch_size))
+            for recorded in batch:
+                yield recorded
+            if len(batch) < batch_size:
+                return
+            position = batch[-1].global_position
+
+    # -- unit of work -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[SqliteSession]:
+        """A unit-of-work session: one write transaction for its whole life."""
+        async with self.write_transaction() as conn:
+            yield SqliteSession(self, conn)
+
+
+class SqliteSession:
+    """One unit of work's transaction on SQLite (see `EventStoreSession`)."""
+
+    def __init__(self, backend: SqliteBackend, conn: AsyncConnection) -> None:
+        self._backend = backend
+        self._conn = conn
+        self._done = False
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The SQLAlchemy connection: writes made on it commit atomically with the events."""
+        return self._conn
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read a stream inside this session's transaction."""
+        return await self._backend.read_stream(
+            stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            as_of=as_of,
+            backwards=backwards,
+            limit=limit,
+            conn=self._conn,
+        )
+
+    async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        """Append and commit together with the writes made on `connection`."""
+        if self._done:
+            raise UnitOfWorkError("this session has already been committed or rolled back")
+        self._done = True
+        try:
+            results = await self._backend.append_in_transaction(self._conn, appends)
+        except BaseException:
+            await self._conn.rollback()
+            raise
+        async with _translated_errors():
+            if results and all(r.already_stored for r in results):
+                await self._conn.rollback()  # an idempotent retry: keep the first attempt's writes
+            else:
+                await self._conn.commit()
+        return results
+
+    async def rollback(self) -> None:
+        """Discard the session's writes."""
+        self._done = True
+        await self._conn.rollback()

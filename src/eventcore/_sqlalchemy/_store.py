@@ -1,0 +1,227 @@
+"""`SqlAlchemyEventStore`: the event store on PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventcore._domain._events import EventRegistry, default_registry
+from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._exceptions import InvalidEventError, UnsupportedBackendError
+from eventcore._persistence._codec import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    PreparedAppend,
+    check_read_range,
+    encode_appends,
+    utc_or_none,
+    validate_stream_id,
+)
+from eventcore._persistence._snapshots import SnapshotStore
+from eventcore._persistence._store import AppendResult, ExpectedVersion, StreamAppend
+from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
+from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
+
+if TYPE_CHECKING:
+    from eventcore._sqlalchemy._postgres import PostgresBackend
+    from eventcore._sqlalchemy._sqlite import SqliteBackend
+
+__all__ = ["SqlAlchemyEventStore", "SqlAlchemySession"]
+
+
+class _BackendSession(Protocol):
+    @property
+    def connection(self) -> AsyncConnection: ...
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]: ...
+
+    async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]: ...
+
+    async def rollback(self) -> None: ...
+
+
+class SqlAlchemyEventStore:
+    """An [`EventStore`][eventcore.EventStore] on async SQLAlchemy 2.0.
+
+    Supports PostgreSQL through asyncpg (`postgresql+asyncpg://...`, install
+    `eventcore[postgres]`) and SQLite through aiosqlite (`sqlite+aiosqlite:///file.db`,
+    install `eventcore[sqlite]`).
+
+    ```python
+    engine = create_async_engine("postgresql+asyncpg://localhost/app")
+    store = SqlAlchemyEventStore(engine, tables=EventStoreTables(prefix="registration_"))
+    await store.create_schema()
+    ```
+
+    Args:
+        engine: the async engine; the store uses its connection pool.
+        tables: the tables to use (default: `EventStoreTables()`, prefix `eventcore_`).
+        registry: where event type names are looked up (default: `default_registry`).
+        max_payload_bytes: appends with a larger encoded event payload are refused.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        tables: EventStoreTables | None = None,
+        registry: EventRegistry | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.engine = engine
+        self.tables = tables or EventStoreTables()
+        self._max_payload_bytes = max_payload_bytes
+        self._backend = _backend_for(engine, self.tables, registry or default_registry)
+        self._snapshots = SqlAlchemySnapshotStore(engine, self.tables)
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """The snapshot store in the same database (the `snapshots` table)."""
+        return self._snapshots
+
+    async def create_schema(self) -> None:
+        """Create this store's tables if they do not exist (see `create_schema`)."""
+        await create_schema(self.engine, self.tables)
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | ExpectedVersion = ExpectedVersion.ANY,
+        stream_type: str = "",
+    ) -> AppendResult:
+        """Append `events` to one stream atomically (see `EventStore.append`)."""
+        append = StreamAppend(stream_id, events, expected_version, stream_type)
+        return (await self.append_streams([append]))[0]
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all or none."""
+        prepared = encode_appends(appends, self._max_payload_bytes)
+        if not prepared:
+            return []
+        return await self._backend.append_streams(prepared)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read events of one stream (see `EventStore.read_stream`)."""
+        check_read_range(from_version, to_version, limit)
+        return await self._backend.read_stream(
+            validate_stream_id(stream_id),
+            from_version=from_version,
+            to_version=to_version,
+            as_of=utc_or_none(as_of),
+            backwards=backwards,
+            limit=limit,
+        )
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        batch_size: int = 500,
+        event_types: Collection[str] | None = None,
+        stream_types: Collection[str] | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Iterate over the global log after position `after` (see `EventStore.read_all`)."""
+        if batch_size < 1:
+            raise InvalidEventError(f"batch_size must be >= 1, not {batch_size}")
+        async for recorded in self._backend.read_all(
+            after=after, batch_size=batch_size, event_types=event_types, stream_types=stream_types
+        ):
+            yield recorded
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Return the stream's current version (0 when it does not exist)."""
+        return await self._backend.stream_version(validate_stream_id(stream_id))
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[SqlAlchemySession]:
+        """Open a transaction for a unit of work; it rolls back unless committed."""
+        async with self._backend.session() as inner:
+            yield SqlAlchemySession(inner, self._max_payload_bytes)
+
+
+class SqlAlchemySession:
+    """A unit of work's transaction; its `connection` carries your own writes."""
+
+    def __init__(self, inner: _BackendSession, max_payload_bytes: int) -> None:
+        self._inner = inner
+        self._max_payload_bytes = max_payload_bytes
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The SQLAlchemy connection: writes made on it commit atomically with the events."""
+        return self._inner.connection
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read a stream on the session's connection."""
+        check_read_range(from_version, to_version, limit)
+        return await self._inner.read_stream(
+            validate_stream_id(stream_id),
+            from_version=from_version,
+            to_version=to_version,
+            as_of=utc_or_none(as_of),
+            backwards=backwards,
+            limit=limit,
+        )
+
+    async def commit(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to the streams and commit with the connection's other writes, atomically."""
+        try:
+            prepared = encode_appends(appends, self._max_payload_bytes)
+        except BaseException:
+            await self._inner.rollback()
+            raise
+        return await self._inner.commit_prepared(prepared)
+
+    async def rollback(self) -> None:
+        """Discard everything done in the session."""
+        await self._inner.rollback()
+
+
+def _backend_for(
+    engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry
+) -> PostgresBackend | SqliteBackend:
+    dialect, driver = engine.dialect.name, engine.dialect.driver
+    if dialect == "postgresql" and driver == "asyncpg":
+        from eventcore._sqlalchemy._postgres import PostgresBackend  # noqa: PLC0415
+
+        return PostgresBackend(engine, tables, registry)
+    if dialect == "sqlite" and driver == "aiosqlite":
+        from eventcore._sqlalchemy._sqlite import SqliteBackend  # noqa: PLC0415
+
+        return SqliteBackend(engine, tables, registry)
+    raise UnsupportedBackendError(
+        f"SqlAlchemyEventStore supports postgresql+asyncpg and sqlite+aiosqlite, "
+        f"not {dialect}+{driver}"
+    )
