@@ -1,0 +1,1 @@
+"""Test kit: given/when/then for aggregates and the event store contract suite."""
