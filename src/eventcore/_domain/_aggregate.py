@@ -76,7 +76,7 @@ class Aggregate:
         if snapshot_version is not None:
             cls.snapshot_version = snapshot_version
 
-    def __init__(self, id: str) -> None:  # noqa: A002 - the domain word is "id"
+    def __init__(self, id: str) -> None:
         self.id = id
         self.version = 0
         """Version including recorded but unsaved events (0 for a new aggregate)."""

@@ -66,12 +66,14 @@ class DomainEvent(BaseModel):
         type_name: str | None = None,
         version: int = 1,
         aliases: Iterable[str] = (),
-        registry: EventRegistry | None | bool = True,
+        registry: EventRegistry | bool | None = True,
         **kwargs: Any,
     ) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise EventTypeError(f"{cls.__qualname__}: version must be an int >= 1, not {version!r}")
+            raise EventTypeError(
+                f"{cls.__qualname__}: version must be an int >= 1, not {version!r}"
+            )
         cls.event_type_name = type_name or cls.__name__
         cls.event_schema_version = version
         target = default_registry if registry is True else registry
@@ -149,7 +151,9 @@ class EventRegistry:
             raise EventDeserializationError(type_name, location, _short(error)) from error
         except json.JSONDecodeError as error:
             location = f"stream {stream_id!r} version {version}"
-            raise EventDeserializationError(type_name, location, f"invalid JSON: {error}") from error
+            raise EventDeserializationError(
+                type_name, location, f"invalid JSON: {error}"
+            ) from error
 
     def _decode_other_version(
         self, type_name: str, stored: int, current: int, payload: str | bytes

@@ -221,4 +221,3 @@ def caused_by(event: RecordedEvent) -> Iterator[MessageContext]:
 
 def _str(value: str | uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
-

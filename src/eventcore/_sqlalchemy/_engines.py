@@ -30,7 +30,7 @@ def postgres_engine(url: str, **kwargs: Any) -> AsyncEngine:
     `url` may be `postgresql://...` or `postgresql+asyncpg://...`. Keyword arguments go
     to `create_async_engine` (pool size and the like).
     """
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -95,7 +95,7 @@ class PostgresBackend:
             raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
         broken = False
         try:
-            yield pooled.driver_connection
+            yield cast("asyncpg.Connection", pooled.driver_connection)
         except StoreConnectionError:
             broken = True
             raise
@@ -224,7 +224,15 @@ class PostgresBackend:
             metadata = decode_metadata(meta)
             out.append(
                 RecordedEvent(
-                    event, event_id, stream_id, stream_type, version, position, at, etype, sv,
+                    event,
+                    event_id,
+                    stream_id,
+                    stream_type,
+                    version,
+                    position,
+                    at,
+                    etype,
+                    sv,
                     metadata,
                 )
             )
@@ -245,7 +253,9 @@ class PostgresBackend:
         while True:
             async with self._driver() as conn:
                 with _translated_errors():
-                    rows = await conn.fetch(self._sql.read_all, position, batch_size, types, streams)
+                    rows = await conn.fetch(
+                        self._sql.read_all, position, batch_size, types, streams
+                    )
             for row in rows:
                 yield self._decode_log_row(row)
             if len(rows) < batch_size:
@@ -256,7 +266,15 @@ class PostgresBackend:
         stream_id, event_id, stream_type, version, position, at, etype, sv, data, meta = row
         event = self._registry.decode(etype, sv, data, stream_id, version)
         return RecordedEvent(
-            event, event_id, stream_id, stream_type, version, position, at, etype, sv,
+            event,
+            event_id,
+            stream_id,
+            stream_type,
+            version,
+            position,
+            at,
+            etype,
+            sv,
             decode_metadata(meta),
         )
 
@@ -360,4 +378,3 @@ def _interpret(
         raise StoreError(f"stream {append.stream_id!r}: append inserted {len(inserted)} events")
     version = inserted[-1][0] if inserted else current
     return AppendResult(append.stream_id, version, tuple(p for _, p in inserted))
-

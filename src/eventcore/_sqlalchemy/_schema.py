@@ -6,11 +6,11 @@ import re
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
     Index,
-    JSON,
     Integer,
     MetaData,
     String,

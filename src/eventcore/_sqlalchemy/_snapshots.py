@@ -64,4 +64,6 @@ class SqlAlchemySnapshotStore:
             async with self._engine.begin() as conn:
                 await conn.execute(statement)
         except SQLAlchemyError as error:
-            raise StoreError(f"cannot save snapshot of {snapshot.stream_id!r}: {error!r}") from error
+            raise StoreError(
+                f"cannot save snapshot of {snapshot.stream_id!r}: {error!r}"
+            ) from error

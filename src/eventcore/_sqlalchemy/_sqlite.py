@@ -208,7 +208,7 @@ class SqliteBackend:
         return [self._decode(row) for row in rows]
 
     def _decode(self, row: Row[Any]) -> RecordedEvent:
-        event_id, stream_id, stream_type, version, position, at, etype, sv, data, meta = row
+        event_id, stream_id, stream_type, version, position, at, etype, sv, data, meta = tuple(row)
         return decode_row(
             self._registry,
             event_id=event_id,

@@ -214,11 +214,11 @@ def _backend_for(
 ) -> PostgresBackend | SqliteBackend:
     dialect, driver = engine.dialect.name, engine.dialect.driver
     if dialect == "postgresql" and driver == "asyncpg":
-        from eventcore._sqlalchemy._postgres import PostgresBackend  # noqa: PLC0415
+        from eventcore._sqlalchemy._postgres import PostgresBackend
 
         return PostgresBackend(engine, tables, registry)
     if dialect == "sqlite" and driver == "aiosqlite":
-        from eventcore._sqlalchemy._sqlite import SqliteBackend  # noqa: PLC0415
+        from eventcore._sqlalchemy._sqlite import SqliteBackend
 
         return SqliteBackend(engine, tables, registry)
     raise UnsupportedBackendError(
