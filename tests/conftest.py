@@ -33,7 +33,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlAlchemyEventStore]:
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def any_store(request: pytest.FixtureRequest) -> EventStore:
+def any_store(request: pytest.FixtureRequest) -> EventStore:
     """Each backend in turn: in-memory, SQLite and PostgreSQL."""
     name = {"memory": "memory_store", "sqlite": "sqlite_store", "postgres": "postgres_event_store"}
     store: EventStore = request.getfixturevalue(name[request.param])
