@@ -8,29 +8,28 @@ outside a unit of work it is one round trip and one implicit transaction.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.util import greenlet_spawn
 
 from eventcore._domain._events import EventRegistry
 from eventcore._domain._metadata import RecordedEvent
 from eventcore._exceptions import (
     ConcurrencyError,
+    DuplicateEventError,
     SchemaError,
     StoreConnectionError,
     StoreError,
     UnitOfWorkError,
-    WrongExpectedVersionError,
 )
 from eventcore._persistence._codec import PreparedAppend, decode_metadata
 from eventcore._persistence._store import AppendResult, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
+from eventcore._sqlalchemy._lease import ConnectionLease
 from eventcore._sqlalchemy._postgres_sql import (
     MODE_ANY,
     MODE_EXACT,
@@ -85,23 +84,13 @@ class PostgresBackend:
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
         self._registry = registry
+        pool_size = getattr(engine.pool, "size", lambda: 2)()
+        self._lease = ConnectionLease(engine, keep=max(1, pool_size // 2))
+        self._driver = self._lease.driver
 
-    @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
-        """Check a connection out of SQLAlchemy's pool and lend its asyncpg connection."""
-        try:
-            pooled = await self._engine.raw_connection()
-        except Exception as error:
-            raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
-        broken = False
-        try:
-            yield cast("asyncpg.Connection", pooled.driver_connection)
-        except StoreConnectionError:
-            broken = True
-            raise
-        finally:
-            # A broken connection is thrown away rather than returned to the pool.
-            await greenlet_spawn(pooled.invalidate if broken else pooled.close)
+    async def close(self) -> None:
+        """Return the connections the backend keeps to the engine's pool."""
+        await self._lease.close()
 
     # -- appends ----------------------------------------------------------------------
 
@@ -124,7 +113,9 @@ class PostgresBackend:
                 async with conn.transaction():
                     return [await self._append(conn, append) for append in appends]
             except _LostRace:
-                continue  # the next attempt sees the winner's events and decides
+                settled = await self.settle(conn, appends)
+                if settled is not None:
+                    return settled
         raise ConcurrencyError(f"gave up after {_RACE_RETRIES} lost races on one append")
 
     async def append_in_transaction(
@@ -135,14 +126,17 @@ class PostgresBackend:
 
     async def _append(self, conn: asyncpg.Connection, append: PreparedAppend) -> AppendResult:
         events = append.events
+        if not events:
+            actual = await self._version_on(conn, append.stream_id)
+            check_expected_version(append.stream_id, append.expected_version, actual)
+            return AppendResult(append.stream_id, actual, ())
         expected = append.expected_version
         mode = _MODES[expected] if isinstance(expected, ExpectedVersion) else MODE_EXACT
-        ids = [e.event_id for e in events]
         with _translated_errors():
             rows = await conn.fetch(
                 self._sql.append,
                 append.stream_id,
-                ids,
+                [e.event_id for e in events],
                 append.stream_type,
                 [e.event_type for e in events],
                 [e.schema_version for e in events],
@@ -151,42 +145,50 @@ class PostgresBackend:
                 mode,
                 expected if isinstance(expected, int) else 0,
             )
-        return _interpret(append, ids, rows)
+        if len(rows) != len(events):
+            # The version guard refused: a conflict, or an idempotent retry; settle() tells.
+            raise _LostRace(f"stream {append.stream_id!r} is not at the expected version")
+        ordered = sorted(rows, key=_by_version)
+        return AppendResult(append.stream_id, ordered[-1][1], tuple(r[0] for r in ordered))
 
-    async def diagnose(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
-        """After a transaction lost a race: are these appends stored already, or in conflict?
+    async def settle(
+        self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult] | None:
+        """After losing a race (the transaction is over): decide what the append amounts to.
 
-        Returns their results if every append is an idempotent retry; raises otherwise.
+        Returns the results if every append is stored already (an idempotent retry);
+        raises `WrongExpectedVersionError` or `DuplicateEventError` when it cannot succeed;
+        returns `None` when trying again may succeed (`ANY`, `STREAM_EXISTS`).
         """
-        async with self._driver() as conn:
-            results = []
-            for append in appends:
-                with _translated_errors():
-                    existing = await conn.fetch(
-                        self._sql.find_ids, [e.event_id for e in append.events]
+        results: list[AppendResult] = []
+        for append in appends:
+            ids = [e.event_id for e in append.events]
+            with _translated_errors():
+                existing = await conn.fetch(self._sql.find_ids, ids)
+            actual = await self._version_on(conn, append.stream_id)
+            found = [(r[0], r[1], r[2]) for r in existing]
+            stored = check_already_stored(append.stream_id, ids, found, actual)
+            if stored is None:
+                check_expected_version(append.stream_id, append.expected_version, actual)
+                if results:  # an earlier stream is stored, this one is not: not a retry
+                    raise DuplicateEventError(
+                        append.stream_id, [], "belong to an append whose other streams are stored"
                     )
-                    actual = await conn.fetchval(self._sql.stream_version, append.stream_id)
-                stored = check_already_stored(
-                    append.stream_id,
-                    [e.event_id for e in append.events],
-                    [(r[0], r[1], r[2]) for r in existing],
-                    actual,
-                )
-                if stored is None:
-                    raise WrongExpectedVersionError(
-                        append.stream_id, append.expected_version, actual
-                    )
-                results.append(stored)
-            return results
+                return None
+            results.append(stored)
+        return results
+
+    async def _version_on(self, conn: asyncpg.Connection, stream_id: str) -> int:
+        with _translated_errors():
+            version: int = await conn.fetchval(self._sql.stream_version, stream_id)
+        return version
 
     # -- reads ------------------------------------------------------------------------
 
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 if it has no events)."""
         async with self._driver() as conn:
-            with _translated_errors():
-                version: int = await conn.fetchval(self._sql.stream_version, stream_id)
-        return version
+            return await self._version_on(conn, stream_id)
 
     async def read_stream(
         self,
@@ -344,8 +346,12 @@ class PostgresSession:
             results = await self._backend.append_in_transaction(self._driver, appends)
         except _LostRace:
             await self._conn.rollback()
-            results = await self._backend.diagnose(appends)
-            return results  # an idempotent retry: this attempt's other writes are discarded
+            settled = await self._backend.settle(self._driver, appends)
+            if settled is None:
+                raise ConcurrencyError(
+                    "a concurrent writer appended first; retry the unit of work"
+                ) from None
+            return settled  # an idempotent retry: this attempt's other writes are discarded
         except BaseException:
             await self._conn.rollback()
             raise
@@ -364,17 +370,7 @@ class PostgresSession:
         await self._conn.rollback()
 
 
-def _interpret(
-    append: PreparedAppend, ids: list[uuid.UUID], rows: list[asyncpg.Record]
-) -> AppendResult:
-    inserted = sorted((r[2], r[1]) for r in rows if r[0] == 0)
-    existing = [(r[4], r[3], r[1]) for r in rows if r[0] == 1]
-    current: int = next(r[2] for r in rows if r[0] == 2)
-    stored = check_already_stored(append.stream_id, ids, existing, current)
-    if stored is not None:
-        return stored
-    check_expected_version(append.stream_id, append.expected_version, current)
-    if len(inserted) != len(ids):  # the guard and the check above disagree: cannot happen
-        raise StoreError(f"stream {append.stream_id!r}: append inserted {len(inserted)} events")
-    version = inserted[-1][0] if inserted else current
-    return AppendResult(append.stream_id, version, tuple(p for _, p in inserted))
+
+def _by_version(row: asyncpg.Record) -> int:
+    version: int = row[1]
+    return version

@@ -60,39 +60,26 @@ class PostgresSql:
 
 
 def _append_sql(ev: str) -> str:
-    # One round trip, one implicit transaction: reads the stream's version and which of
-    # the event ids exist, then inserts all events or none. Returns
-    #   kind 0: an inserted event (position, version)
-    #   kind 1: an event id that was stored already (position, version, its stream)
-    #   kind 2: the stream's version before the append
-    # A concurrent writer that wins the race makes the insert fail on the unique
-    # (stream_id, version) or event_id index; the caller maps that to a conflict.
+    # One round trip, one implicit transaction: check the stream's version, then insert
+    # all events or none. Kept simple on purpose: planning is part of every call.
+    # Fewer rows than events back means the version guard refused. A concurrent writer
+    # that wins the race, or an event id stored before (an idempotent retry), makes the
+    # insert fail on a unique index; the caller then settles what happened.
     return f"""
 WITH cur AS (
     SELECT coalesce(max(version), 0) AS v FROM {ev} WHERE stream_id = $1
-), existing AS (
-    SELECT event_id, stream_id, version, global_position FROM {ev}
-    WHERE event_id = ANY($2::uuid[])
-), inserted AS (
-    INSERT INTO {ev}
-        (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-    SELECT e.event_id, $1, $3, cur.v + e.n, e.event_type, e.schema_version,
-           e.data::jsonb, e.metadata::jsonb
-    FROM cur, unnest($2::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
-         WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
-    WHERE NOT EXISTS (SELECT 1 FROM existing)
-      AND CASE $8::int
-            WHEN {MODE_EXACT} THEN cur.v = $9::bigint
-            WHEN {MODE_STREAM_EXISTS} THEN cur.v > 0
-            WHEN {MODE_NO_STREAM} THEN cur.v = 0
-            ELSE true
-          END
-    RETURNING global_position, version
 )
-SELECT 0 AS kind, global_position, version, NULL::text AS stream_id, NULL::uuid AS event_id
-FROM inserted
-UNION ALL
-SELECT 1, global_position, version, stream_id, event_id FROM existing
-UNION ALL
-SELECT 2, NULL, v, NULL, NULL FROM cur
+INSERT INTO {ev}
+    (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
+SELECT e.event_id, $1, $3, cur.v + e.n, e.event_type, e.schema_version,
+       e.data::jsonb, e.metadata::jsonb
+FROM cur, unnest($2::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+     WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
+WHERE CASE $8::int
+        WHEN {MODE_EXACT} THEN cur.v = $9::bigint
+        WHEN {MODE_STREAM_EXISTS} THEN cur.v > 0
+        WHEN {MODE_NO_STREAM} THEN cur.v = 0
+        ELSE true
+      END
+RETURNING global_position, version
 """

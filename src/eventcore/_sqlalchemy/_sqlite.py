@@ -100,6 +100,9 @@ class SqliteBackend:
             .returning(ev.c.global_position, sort_by_parameter_order=True)
         )
 
+    async def close(self) -> None:
+        """Nothing to release: every call uses and returns a pooled connection."""
+
     # -- appends ----------------------------------------------------------------------
 
     async def append_streams(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:

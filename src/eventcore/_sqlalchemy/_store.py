@@ -91,6 +91,14 @@ class SqlAlchemyEventStore:
         """The snapshot store in the same database (the `snapshots` table)."""
         return self._snapshots
 
+    async def close(self) -> None:
+        """Give the connections the store keeps back to the engine's pool.
+
+        Call it before `engine.dispose()` at shutdown (disposing the engine also
+        closes them). The store can still be used afterwards.
+        """
+        await self._backend.close()
+
     async def create_schema(self) -> None:
         """Create this store's tables if they do not exist (see `create_schema`)."""
         await create_schema(self.engine, self.tables)

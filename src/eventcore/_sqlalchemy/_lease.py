@@ -1,0 +1,78 @@
+"""A few connections kept checked out of SQLAlchemy's pool for the store's own statements.
+
+Checking a connection out of SQLAlchemy's pool and back costs tens of microseconds
+(two greenlet switches and the pool's bookkeeping): more than an append's own Python
+work. The store therefore keeps up to `keep` idle connections to itself and lends
+their asyncpg connections directly. Connections beyond that go back to the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import asyncpg
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+from eventcore._exceptions import EventcoreError, StoreConnectionError
+
+__all__ = ["ConnectionLease"]
+
+
+class ConnectionLease:
+    """Lends asyncpg connections, keeping up to `keep` of them between uses."""
+
+    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._idle: list[PoolProxiedConnection] = []
+        # engine.dispose() must not leave our idle connections open behind its back.
+        event.listen(engine.sync_engine, "engine_disposed", self._on_dispose)
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """Lend a connection for statements in autocommit mode (or an own transaction)."""
+        pooled = self._idle.pop() if self._idle else await self._checkout()
+        conn = cast("asyncpg.Connection", pooled.driver_connection)
+        reusable = False
+        try:
+            yield conn
+            reusable = True
+        except EventcoreError as error:
+            # A refused append leaves the connection fine; a broken one must go.
+            reusable = not isinstance(error, StoreConnectionError)
+            raise
+        finally:
+            # Anything else (a cancellation mid-query, say) may leave the protocol
+            # mid-message: such a connection is closed, never reused.
+            await self._give_back(pooled, reusable and not conn.is_in_transaction())
+
+    async def _checkout(self) -> PoolProxiedConnection:
+        try:
+            return await self._engine.raw_connection()
+        except Exception as error:
+            raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
+
+    async def _give_back(self, pooled: PoolProxiedConnection, reusable: bool) -> None:
+        if not reusable:
+            await greenlet_spawn(pooled.invalidate)
+        elif len(self._idle) < self._keep:
+            self._idle.append(pooled)
+        else:
+            await greenlet_spawn(pooled.close)
+
+    async def close(self) -> None:
+        """Return the idle connections to the pool."""
+        idle, self._idle = self._idle, []
+        for pooled in idle:
+            await greenlet_spawn(pooled.close)
+
+    def _on_dispose(self, _engine: Any) -> None:
+        # Runs inside AsyncEngine.dispose()'s greenlet, so closing can await.
+        idle, self._idle = self._idle, []
+        for pooled in idle:
+            pooled.invalidate()
