@@ -178,7 +178,8 @@ def _collect_handlers(cls: type) -> dict[type[DomainEvent], _Handler]:
                 continue
             seen.add(name)
             event_type = _event_type_of(klass, member)
-            handlers.setdefault(event_type, member)
+            # getattr: an override of the handler method (even undecorated) is what runs.
+            handlers.setdefault(event_type, getattr(cls, name))
     return handlers
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -69,6 +70,13 @@ class EventMetadata:
         return out
 
     @classmethod
+    def from_json(cls, raw: str) -> EventMetadata:
+        """Build metadata from its stored JSON text (empty text means no metadata)."""
+        if not raw or raw == "{}":
+            return _EMPTY_METADATA
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> EventMetadata:
         """Build metadata from the dict `to_dict` made (unknown keys go to `extra`)."""
         if not data:
@@ -106,23 +114,61 @@ class NewEvent:
         return cls(event, new_event_id(), current_context().metadata())
 
 
-@dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """An event as stored: payload, identity, position in its stream and in the global log."""
+    """An event as stored: payload, identity, position in its stream and in the global log.
 
-    event: DomainEvent
-    event_id: uuid.UUID
-    stream_id: str
-    stream_type: str
-    version: int
-    """Position in the stream, starting at 1."""
-    global_position: int
-    """Position in the store's global log; increasing, but with gaps."""
-    recorded_at: datetime
-    event_type: str
-    schema_version: int
-    """The schema version the event was stored with (before any upcasting)."""
-    metadata: EventMetadata = _EMPTY_METADATA
+    Read-only by convention. `metadata` is decoded on first access, so loading an
+    aggregate (which never looks at it) does not pay for it.
+    """
+
+    __slots__ = (
+        "_metadata",
+        "event",
+        "event_id",
+        "event_type",
+        "global_position",
+        "recorded_at",
+        "schema_version",
+        "stream_id",
+        "stream_type",
+        "version",
+    )
+
+    def __init__(
+        self,
+        event: DomainEvent,
+        event_id: uuid.UUID,
+        stream_id: str,
+        stream_type: str,
+        version: int,
+        global_position: int,
+        recorded_at: datetime,
+        event_type: str,
+        schema_version: int,
+        metadata: EventMetadata | str = "",
+    ) -> None:
+        self.event = event
+        self.event_id = event_id
+        self.stream_id = stream_id
+        self.stream_type = stream_type
+        self.version = version
+        """Position in the stream, starting at 1."""
+        self.global_position = global_position
+        """Position in the store's global log: increasing, but with gaps."""
+        self.recorded_at = recorded_at
+        self.event_type = event_type
+        self.schema_version = schema_version
+        """The schema version the event was stored with (before any upcasting)."""
+        self._metadata = metadata
+
+    @property
+    def metadata(self) -> EventMetadata:
+        """The event's metadata (correlation, causation, actor, tenant, extra)."""
+        metadata = self._metadata
+        if isinstance(metadata, str):
+            metadata = EventMetadata.from_json(metadata)
+            self._metadata = metadata
+        return metadata
 
     @property
     def correlation_id(self) -> str | None:
@@ -133,6 +179,35 @@ class RecordedEvent:
     def causation_id(self) -> str | None:
         """Shortcut for `metadata.causation_id`."""
         return self.metadata.causation_id
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.event,
+            self.event_id,
+            self.stream_id,
+            self.stream_type,
+            self.version,
+            self.global_position,
+            self.recorded_at,
+            self.event_type,
+            self.schema_version,
+            self.metadata,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecordedEvent):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self.event_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"RecordedEvent({self.event!r}, stream_id={self.stream_id!r}, "
+            f"version={self.version}, global_position={self.global_position}, "
+            f"event_id={self.event_id})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +254,9 @@ def message_context(
     """Handle a message (usually a command): events recorded inside get its metadata.
 
     Each event recorded in the block gets `causation_id = message_id` and
-    `correlation_id = correlation_id or message_id`; actor and tenant are inherited from
-    an enclosing context when not given. Works across `await`s (it is a `ContextVar`).
+    `correlation_id = correlation_id or message_id`; the correlation id, actor and tenant
+    are inherited from an enclosing context when not given. Works across `await`s (it is
+    a `ContextVar`).
 
     ```python
     with message_context(command.id, actor="registrar"):
@@ -190,7 +266,7 @@ def message_context(
     outer = _context.get()
     ctx = MessageContext(
         message_id=_str(message_id),
-        correlation_id=_str(correlation_id) or outer.correlation_id,
+        correlation_id=_str(correlation_id) or outer.correlation_id or outer.message_id,
         actor=actor if actor is not None else outer.actor,
         tenant=tenant if tenant is not None else outer.tenant,
         extra={**outer.extra, **extra},

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eventcore._domain._events import EventRegistry
-from eventcore._domain._metadata import EventMetadata, NewEvent, RecordedEvent
+from eventcore._domain._metadata import NewEvent, RecordedEvent
 from eventcore._exceptions import InvalidEventError, InvalidStreamIdError, PayloadTooLargeError
 from eventcore._persistence._store import ExpectedVersion, StreamAppend
 
@@ -19,7 +19,6 @@ __all__ = [
     "EncodedEvent",
     "PreparedAppend",
     "check_read_range",
-    "decode_metadata",
     "encode_appends",
     "utc_or_none",
     "validate_stream_id",
@@ -114,13 +113,6 @@ def _encode(stream_id: str, new: object, max_payload_bytes: int) -> EncodedEvent
     )
 
 
-def decode_metadata(raw: str | None) -> EventMetadata:
-    """Decode the stored metadata column."""
-    if not raw or raw == "{}":
-        return EventMetadata()
-    return EventMetadata.from_dict(json.loads(raw))
-
-
 def decode_row(
     registry: EventRegistry,
     *,
@@ -147,7 +139,7 @@ def decode_row(
         recorded_at,
         event_type,
         schema_version,
-        decode_metadata(metadata),
+        metadata or "",
     )
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import NewEvent, RecordedEvent
-from eventcore._exceptions import UnitOfWorkError
+from eventcore._exceptions import InvalidEventError, UnitOfWorkError
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EncodedEvent,
@@ -158,6 +158,8 @@ class InMemoryEventStore:
         stream_types: Collection[str] | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         """Iterate over the global log after position `after` (see `EventStore.read_all`)."""
+        if batch_size < 1:
+            raise InvalidEventError(f"batch_size must be >= 1, not {batch_size}")
         for row in self._rows_after(after):
             if event_types is not None and row.encoded.event_type not in event_types:
                 continue

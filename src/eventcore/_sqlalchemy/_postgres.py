@@ -26,7 +26,7 @@ from eventcore._exceptions import (
     StoreError,
     UnitOfWorkError,
 )
-from eventcore._persistence._codec import PreparedAppend, decode_metadata
+from eventcore._persistence._codec import PreparedAppend
 from eventcore._persistence._store import AppendResult, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
@@ -161,7 +161,8 @@ class PostgresBackend:
         returns `None` when trying again may succeed (`ANY`, `STREAM_EXISTS`).
         """
         results: list[AppendResult] = []
-        for append in appends:
+        unstored: list[str] = []
+        for append in appends:  # check every stream: a later one may be in conflict
             ids = [e.event_id for e in append.events]
             with _translated_errors():
                 existing = await conn.fetch(self._sql.find_ids, ids)
@@ -170,13 +171,16 @@ class PostgresBackend:
             stored = check_already_stored(append.stream_id, ids, found, actual)
             if stored is None:
                 check_expected_version(append.stream_id, append.expected_version, actual)
-                if results:  # an earlier stream is stored, this one is not: not a retry
-                    raise DuplicateEventError(
-                        append.stream_id, [], "belong to an append whose other streams are stored"
-                    )
-                return None
-            results.append(stored)
-        return results
+                unstored.append(append.stream_id)
+            else:
+                results.append(stored)
+        if not unstored:
+            return results
+        if results:  # some streams are stored, others not: not a retry
+            raise DuplicateEventError(
+                unstored[0], [], "belong to an append whose other streams are stored"
+            )
+        return None
 
     async def _version_on(self, conn: asyncpg.Connection, stream_id: str) -> int:
         with _translated_errors():
@@ -223,7 +227,6 @@ class PostgresBackend:
         out = []
         for event_id, stream_type, version, position, at, etype, sv, data, meta in rows:
             event = decode(etype, sv, data, stream_id, version)
-            metadata = decode_metadata(meta)
             out.append(
                 RecordedEvent(
                     event,
@@ -235,7 +238,7 @@ class PostgresBackend:
                     at,
                     etype,
                     sv,
-                    metadata,
+                    meta,
                 )
             )
         return out
@@ -277,7 +280,7 @@ class PostgresBackend:
             at,
             etype,
             sv,
-            decode_metadata(meta),
+            meta,
         )
 
     # -- unit of work -----------------------------------------------------------------
@@ -368,7 +371,6 @@ class PostgresSession:
         """Discard the session's writes."""
         self._done = True
         await self._conn.rollback()
-
 
 
 def _by_version(row: asyncpg.Record) -> int:
