@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ __all__ = [
 
 MAX_STREAM_ID_LENGTH = 255
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+_NUL = "\\u0000"  # how JSON encoders write the NUL character
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # not preceded by an escaped backslash
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +107,23 @@ def _encode(stream_id: str, new: object, max_payload_bytes: int) -> EncodedEvent
     if size > max_payload_bytes:
         raise PayloadTooLargeError(stream_id, event_type, size, max_payload_bytes)
     metadata = new.metadata.to_dict()
+    encoded_metadata = json.dumps(metadata) if metadata else "{}"
+    if _contains_nul(data) or _contains_nul(encoded_metadata):
+        raise InvalidEventError(
+            f"event {event_type!r} for stream {stream_id!r} contains a NUL character "
+            "(\\u0000), which PostgreSQL cannot store in JSON; strip it first"
+        )
     return EncodedEvent(
         new.event_id,
         event_type,
         type(event).event_schema_version,
         data,
-        json.dumps(metadata) if metadata else "{}",
+        encoded_metadata,
     )
+
+
+def _contains_nul(text: str) -> bool:
+    return _NUL in text and _ESCAPED_NUL.search(text) is not None
 
 
 def decode_row(

@@ -27,7 +27,11 @@ from eventcore._persistence._store import (
     ExpectedVersion,
     StreamAppend,
 )
-from eventcore._persistence._versioning import check_already_stored, check_expected_version
+from eventcore._persistence._versioning import (
+    check_all_or_none_stored,
+    check_already_stored,
+    check_expected_version,
+)
 
 __all__ = ["InMemoryEventStore"]
 
@@ -84,6 +88,7 @@ class InMemoryEventStore:
         # No await between the checks and the writes: atomic under asyncio.
         prepared = encode_appends(appends, self._max_payload_bytes)
         plans = [self._plan(p.stream_id, p.expected_version, p.events) for p in prepared]
+        check_all_or_none_stored(plans)
         now = datetime.now(UTC)
         results = []
         for append, stored in zip(prepared, plans, strict=True):

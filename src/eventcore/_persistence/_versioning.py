@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from eventcore._exceptions import DuplicateEventError, WrongExpectedVersionError
 from eventcore._persistence._store import AppendResult, ExpectedVersion
 
-__all__ = ["check_already_stored", "check_expected_version"]
+__all__ = ["check_all_or_none_stored", "check_already_stored", "check_expected_version"]
 
 
 def check_expected_version(stream_id: str, expected: int | ExpectedVersion, actual: int) -> None:
@@ -49,3 +49,18 @@ def check_already_stored(
         [str(row[0]) for row in existing],
         "are stored already, but not exactly this append's events in this stream",
     )
+
+
+def check_all_or_none_stored(results: Sequence[AppendResult | None]) -> None:
+    """Refuse a multi-stream append of which some streams are stored already and some not.
+
+    Appends are atomic, so a true retry finds all of its streams stored or none: a mix
+    means event ids were reused in a different append.
+    """
+    stored = [r for r in results if r is not None]
+    if stored and len(stored) != len(results):
+        raise DuplicateEventError(
+            stored[0].stream_id,
+            [],
+            "were stored by an earlier append that did not include all of this append's streams",
+        )

@@ -207,12 +207,13 @@ class PostgresBackend:
     ) -> list[RecordedEvent]:
         """Read one stream; on `conn` if given, else on a pooled connection."""
         sql = self._sql
+        last = _MAX_VERSION if to_version is None else to_version
         if as_of is None:
             query = sql.read_backwards if backwards else sql.read_forwards
-            args: tuple[Any, ...] = (stream_id, from_version, to_version or _MAX_VERSION, limit)
+            args: tuple[Any, ...] = (stream_id, from_version, last, limit)
         else:
             query = sql.read_backwards_as_of if backwards else sql.read_forwards_as_of
-            args = (stream_id, from_version, to_version or _MAX_VERSION, limit, as_of)
+            args = (stream_id, from_version, last, limit, as_of)
         if conn is None:
             async with self._driver() as pooled:
                 with _translated_errors():

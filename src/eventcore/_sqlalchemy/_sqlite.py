@@ -28,7 +28,11 @@ from eventcore._exceptions import (
 )
 from eventcore._persistence._codec import PreparedAppend, decode_row
 from eventcore._persistence._store import AppendResult
-from eventcore._persistence._versioning import check_already_stored, check_expected_version
+from eventcore._persistence._versioning import (
+    check_all_or_none_stored,
+    check_already_stored,
+    check_expected_version,
+)
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqliteBackend", "configure_sqlite_engine"]
@@ -128,7 +132,9 @@ class SqliteBackend:
     ) -> list[AppendResult]:
         """Append inside the caller's write transaction."""
         async with _translated_errors():
-            return [await self._append(conn, append) for append in appends]
+            results = [await self._append(conn, append) for append in appends]
+        check_all_or_none_stored([r if r.already_stored else None for r in results])
+        return results
 
     async def _append(self, conn: AsyncConnection, append: PreparedAppend) -> AppendResult:
         ev = self._events
