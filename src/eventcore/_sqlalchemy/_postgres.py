@@ -51,6 +51,9 @@ _MODES = {
 _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # The protocol is left mid-message (e.g. the server's "terminating connection" notice
+    # arrived on an idle connection): the connection is unusable.
+    asyncpg.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     ConnectionError,
@@ -293,11 +296,20 @@ class PostgresBackend:
             conn = await self._engine.connect()
         except Exception as error:
             raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
+        driver: asyncpg.Connection | None = None
+        broken = False
         try:
             await conn.begin()
-            raw = await conn.get_raw_connection()
-            yield PostgresSession(self, conn, raw.driver_connection)
+            driver = (await conn.get_raw_connection()).driver_connection
+            yield PostgresSession(self, conn, driver)
+        except StoreConnectionError:
+            broken = True
+            raise
         finally:
+            if broken or (driver is not None and driver.is_closed()):
+                # The session's statements bypass SQLAlchemy, which therefore cannot know
+                # the connection died: throw it away rather than back into the pool.
+                await conn.invalidate()
             await conn.close()  # rolls back whatever was not committed
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventcore._exceptions import StoreError
+from eventcore._exceptions import SchemaError, StoreError
 from eventcore._persistence._snapshots import Snapshot
 from eventcore._sqlalchemy._schema import EventStoreTables
 
@@ -35,7 +35,7 @@ class SqlAlchemySnapshotStore:
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).first()
         except SQLAlchemyError as error:
-            raise StoreError(f"cannot read snapshot of {stream_id!r}: {error!r}") from error
+            raise _store_error(f"cannot read snapshot of {stream_id!r}", error) from error
         if row is None:
             return None
         aggregate_type, version, schema_version, state, recorded_at = row
@@ -64,6 +64,12 @@ class SqlAlchemySnapshotStore:
             async with self._engine.begin() as conn:
                 await conn.execute(statement)
         except SQLAlchemyError as error:
-            raise StoreError(
-                f"cannot save snapshot of {snapshot.stream_id!r}: {error!r}"
-            ) from error
+            raise _store_error(f"cannot save snapshot of {snapshot.stream_id!r}", error) from error
+
+
+def _store_error(message: str, error: SQLAlchemyError) -> StoreError:
+    """A missing table is a `SchemaError`, as for the event tables; the rest `StoreError`."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(error):
+        return SchemaError(f"{message}: {error!r} (run create_schema() or your migrations)")
+    return StoreError(f"{message}: {error!r}")
