@@ -13,6 +13,7 @@ from eventcore import (
     DomainEvent,
     EventStore,
     InMemoryEventStore,
+    NewEvent,
     Repository,
     SqlAlchemyEventStore,
     UnitOfWork,
@@ -365,3 +366,17 @@ async def test_idempotent_retry_discards_the_duplicate_own_writes(
     async with sql_store.engine.connect() as conn:
         count = await conn.scalar(select(func.count()).select_from(sql_store.tables.events))
     assert count == 2
+
+
+async def test_sqlite_refuses_a_second_writer_in_the_same_task(
+    sqlite_store: SqlAlchemyEventStore,
+) -> None:
+    async with UnitOfWork(sqlite_store):
+        with pytest.raises(UnitOfWorkError, match="write transaction"):
+            await sqlite_store.append("other", [NewEvent.of(_SqliteNoted(text="x"))])
+    await sqlite_store.append("other", [NewEvent.of(_SqliteNoted(text="x"))])
+    assert await sqlite_store.stream_version("other") == 1
+
+
+class _SqliteNoted(DomainEvent, type_name="test_unit_of_work.SqliteNoted"):
+    text: str

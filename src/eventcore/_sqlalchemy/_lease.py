@@ -8,9 +8,9 @@ their asyncpg connections directly. Connections beyond that go back to the pool.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import event
@@ -21,6 +21,8 @@ from sqlalchemy.util import greenlet_spawn
 from eventcore._exceptions import EventcoreError, StoreConnectionError
 
 __all__ = ["ConnectionLease"]
+
+T = TypeVar("T")
 
 
 class ConnectionLease:
@@ -51,6 +53,25 @@ class ConnectionLease:
             # mid-message: such a connection is closed, never reused.
             await self._give_back(pooled, reusable and not conn.is_in_transaction())
 
+    async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `operation` on a lent connection; once more if that connection was dead.
+
+        A connection kept idle may have died meanwhile (a database restart, an idle
+        timeout). Then every idle one is suspect: they are all dropped and `operation`
+        runs once more on a connection from the pool. That is safe because the store
+        only runs reads and appends here, and appends are idempotent by event id.
+        """
+        reused = bool(self._idle)
+        try:
+            async with self.driver() as conn:
+                return await operation(conn)
+        except StoreConnectionError:
+            if not reused:
+                raise
+            await self.close()
+        async with self.driver() as conn:
+            return await operation(conn)
+
     async def _checkout(self) -> PoolProxiedConnection:
         try:
             return await self._engine.raw_connection()
@@ -66,10 +87,13 @@ class ConnectionLease:
             await greenlet_spawn(pooled.close)
 
     async def close(self) -> None:
-        """Return the idle connections to the pool."""
+        """Give the idle connections up (closed, rather than back to the pool).
+
+        Also used when one of them turned out dead: the others likely are too.
+        """
         idle, self._idle = self._idle, []
         for pooled in idle:
-            await greenlet_spawn(pooled.close)
+            await greenlet_spawn(pooled.invalidate)
 
     def _on_dispose(self, _engine: Any) -> None:
         # Runs inside AsyncEngine.dispose()'s greenlet, so closing can await.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -87,9 +88,9 @@ class PostgresBackend:
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
         self._registry = registry
+        # Keep at most half the pool, so units of work always find connections there.
         pool_size = getattr(engine.pool, "size", lambda: 2)()
-        self._lease = ConnectionLease(engine, keep=max(1, pool_size // 2))
-        self._driver = self._lease.driver
+        self._lease = ConnectionLease(engine, keep=pool_size // 2)
 
     async def close(self) -> None:
         """Return the connections the backend keeps to the engine's pool."""
@@ -102,8 +103,7 @@ class PostgresBackend:
     ) -> list[AppendResult]:
         """Append to one stream (a single statement) or several (one transaction)."""
         if conn is None:
-            async with self._driver() as pooled:
-                return await self._append_with_retries(pooled, appends)
+            return await self._lease.run(lambda pooled: self._append_with_retries(pooled, appends))
         return await self._append_with_retries(conn, appends)
 
     async def _append_with_retries(
@@ -194,8 +194,7 @@ class PostgresBackend:
 
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 if it has no events)."""
-        async with self._driver() as conn:
-            return await self._version_on(conn, stream_id)
+        return await self._lease.run(lambda conn: self._version_on(conn, stream_id))
 
     async def read_stream(
         self,
@@ -218,12 +217,9 @@ class PostgresBackend:
             query = sql.read_backwards_as_of if backwards else sql.read_forwards_as_of
             args = (stream_id, from_version, last, limit, as_of)
         if conn is None:
-            async with self._driver() as pooled:
-                with _translated_errors():
-                    rows = await pooled.fetch(query, *args)
+            rows = await self._lease.run(partial(_fetch, query=query, args=args))
         else:
-            with _translated_errors():
-                rows = await conn.fetch(query, *args)
+            rows = await _fetch(conn, query=query, args=args)
         return self._decode_stream(stream_id, rows)
 
     def _decode_stream(self, stream_id: str, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
@@ -260,11 +256,11 @@ class PostgresBackend:
         streams = list(stream_types) if stream_types is not None else None
         position = after
         while True:
-            async with self._driver() as conn:
-                with _translated_errors():
-                    rows = await conn.fetch(
-                        self._sql.read_all, position, batch_size, types, streams
-                    )
+            rows = await self._lease.run(
+                partial(
+                    _fetch, query=self._sql.read_all, args=(position, batch_size, types, streams)
+                )
+            )
             for row in rows:
                 yield self._decode_log_row(row)
             if len(rows) < batch_size:
@@ -384,6 +380,14 @@ class PostgresSession:
         """Discard the session's writes."""
         self._done = True
         await self._conn.rollback()
+
+
+async def _fetch(
+    conn: asyncpg.Connection, *, query: str, args: tuple[Any, ...]
+) -> list[asyncpg.Record]:
+    with _translated_errors():
+        rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+    return rows
 
 
 def _by_version(row: asyncpg.Record) -> int:

@@ -85,6 +85,7 @@ class SqliteBackend:
         self._events = tables.events
         self._registry = registry
         self._write_lock = anyio.Lock()
+        self._writer: int | None = None  # the task holding the write lock
         ev = tables.events
         self._columns = (
             ev.c.event_id,
@@ -120,11 +121,19 @@ class SqliteBackend:
     @asynccontextmanager
     async def write_transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside `BEGIN IMMEDIATE`; rolled back unless committed."""
+        task = anyio.get_current_task().id
+        if self._writer == task:
+            raise UnitOfWorkError(
+                "this task already holds SQLite's only write transaction (an open unit of "
+                "work); write through that unit of work, or after it ends"
+            )
         async with self._write_lock, _translated_errors(), self._engine.connect() as conn:
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._writer = task
             try:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
             finally:
+                self._writer = None
                 await conn.rollback()
 
     async def append_in_transaction(
