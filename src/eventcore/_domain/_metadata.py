@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -33,10 +33,16 @@ def new_event_id() -> uuid.UUID:
     Time-ordered ids keep the event-id index append-mostly, which keeps inserts fast.
     """
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
+    # `random` is reseeded in a forked child, so processes never share a sequence;
+    # 74 random bits per millisecond make a collision practically impossible.
+    rand = random.getrandbits(74)
+    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62) << 64
     value |= 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF
-    return uuid.UUID(int=value)
+    # Skips UUID.__init__'s argument parsing: this runs once per recorded event.
+    new = object.__new__(uuid.UUID)
+    object.__setattr__(new, "int", value)
+    object.__setattr__(new, "is_safe", uuid.SafeUUID.unknown)
+    return new
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,8 @@ class EventMetadata:
 
 
 _EMPTY_METADATA = EventMetadata()
+EMPTY_METADATA = _EMPTY_METADATA
+"""The shared instance for "no metadata" (compare with `is` for a fast check)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from eventcore._domain._events import EventRegistry
-from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._domain._metadata import EMPTY_METADATA, EventMetadata, NewEvent, RecordedEvent
 from eventcore._exceptions import InvalidEventError, InvalidStreamIdError, PayloadTooLargeError
 from eventcore._persistence._store import ExpectedVersion, StreamAppend
 
@@ -31,8 +32,7 @@ _NUL = "\\u0000"  # how JSON encoders write the NUL character
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # not preceded by an escaped backslash
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
+class EncodedEvent(NamedTuple):
     """One event ready to be written: everything a backend stores, already serialised."""
 
     event_id: uuid.UUID
@@ -106,8 +106,8 @@ def _encode(stream_id: str, new: object, max_payload_bytes: int) -> EncodedEvent
     size = len(data) if len(data) * 4 <= max_payload_bytes else len(data.encode())
     if size > max_payload_bytes:
         raise PayloadTooLargeError(stream_id, event_type, size, max_payload_bytes)
-    metadata = new.metadata.to_dict()
-    encoded_metadata = json.dumps(metadata) if metadata else "{}"
+    metadata = new.metadata
+    encoded_metadata = "{}" if metadata is EMPTY_METADATA else _encode_metadata(metadata)
     if _contains_nul(data) or _contains_nul(encoded_metadata):
         raise InvalidEventError(
             f"event {event_type!r} for stream {stream_id!r} contains a NUL character "
@@ -120,6 +120,11 @@ def _encode(stream_id: str, new: object, max_payload_bytes: int) -> EncodedEvent
         data,
         encoded_metadata,
     )
+
+
+def _encode_metadata(metadata: EventMetadata) -> str:
+    as_dict = metadata.to_dict()
+    return json.dumps(as_dict) if as_dict else "{}"
 
 
 def _contains_nul(text: str) -> bool:

@@ -31,24 +31,13 @@ from eventcore._persistence._codec import PreparedAppend
 from eventcore._persistence._store import AppendResult, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
-from eventcore._sqlalchemy._postgres_sql import (
-    MODE_ANY,
-    MODE_EXACT,
-    MODE_NO_STREAM,
-    MODE_STREAM_EXISTS,
-    PostgresSql,
-)
+from eventcore._sqlalchemy._postgres_sql import PostgresSql
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["PostgresBackend"]
 
 _MAX_VERSION = 2**62
 _RACE_RETRIES = 50  # appends with ANY / STREAM_EXISTS that lose a race are retried
-_MODES = {
-    ExpectedVersion.ANY: MODE_ANY,
-    ExpectedVersion.STREAM_EXISTS: MODE_STREAM_EXISTS,
-    ExpectedVersion.NO_STREAM: MODE_NO_STREAM,
-}
 _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -133,26 +122,44 @@ class PostgresBackend:
             actual = await self._version_on(conn, append.stream_id)
             check_expected_version(append.stream_id, append.expected_version, actual)
             return AppendResult(append.stream_id, actual, ())
-        expected = append.expected_version
-        mode = _MODES[expected] if isinstance(expected, ExpectedVersion) else MODE_EXACT
+        rows = await self._insert(conn, append)
+        if len(rows) != len(events):
+            # The version guard refused: a conflict, or an idempotent retry; settle() tells.
+            raise _LostRace(f"stream {append.stream_id!r} is not at the expected version")
+        if len(rows) == 1:
+            return AppendResult(append.stream_id, rows[0][1], (rows[0][0],))
+        ordered = sorted(rows, key=_by_version)
+        return AppendResult(append.stream_id, ordered[-1][1], tuple(r[0] for r in ordered))
+
+    async def _insert(self, conn: asyncpg.Connection, append: PreparedAppend) -> list[Any]:
+        sql, events, expected = self._sql, append.events, append.expected_version
+        if expected is ExpectedVersion.ANY or expected is ExpectedVersion.STREAM_EXISTS:
+            one, many = sql.append_one_relative, sql.append_many_relative
+            version = int(expected is ExpectedVersion.STREAM_EXISTS)
+        else:
+            one, many = sql.append_one_exact, sql.append_many_exact
+            version = 0 if expected is ExpectedVersion.NO_STREAM else int(expected)
         with _translated_errors():
-            rows = await conn.fetch(
-                self._sql.append,
+            if len(events) == 1:
+                e = events[0]
+                row = await conn.fetchrow(
+                    one, append.stream_id, e.event_id, append.stream_type, e.event_type,
+                    e.schema_version, e.data, e.metadata, version,
+                )  # fmt: skip
+                return [] if row is None else [row]
+            metadata = [e.metadata for e in events]
+            rows: list[Any] = await conn.fetch(
+                many,
                 append.stream_id,
                 [e.event_id for e in events],
                 append.stream_type,
                 [e.event_type for e in events],
                 [e.schema_version for e in events],
                 [e.data for e in events],
-                [e.metadata for e in events],
-                mode,
-                expected if isinstance(expected, int) else 0,
+                None if all(m == "{}" for m in metadata) else metadata,
+                version,
             )
-        if len(rows) != len(events):
-            # The version guard refused: a conflict, or an idempotent retry; settle() tells.
-            raise _LostRace(f"stream {append.stream_id!r} is not at the expected version")
-        ordered = sorted(rows, key=_by_version)
-        return AppendResult(append.stream_id, ordered[-1][1], tuple(r[0] for r in ordered))
+            return rows
 
     async def settle(
         self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]

@@ -6,13 +6,7 @@ from dataclasses import dataclass
 
 from eventcore._sqlalchemy._schema import EventStoreTables
 
-__all__ = ["MODE_ANY", "MODE_EXACT", "MODE_NO_STREAM", "MODE_STREAM_EXISTS", "PostgresSql"]
-
-# How the append statement checks the stream's current version ($8).
-MODE_ANY = 0
-MODE_EXACT = 1
-MODE_STREAM_EXISTS = 2
-MODE_NO_STREAM = 3
+__all__ = ["PostgresSql"]
 
 _COLUMNS = (
     "event_id, stream_type, version, global_position, recorded_at, "
@@ -24,7 +18,10 @@ _COLUMNS = (
 class PostgresSql:
     """Statements for one set of tables."""
 
-    append: str
+    append_one_exact: str
+    append_one_relative: str
+    append_many_exact: str
+    append_many_relative: str
     find_ids: str
     stream_version: str
     read_forwards: str
@@ -40,7 +37,10 @@ class PostgresSql:
         read = f"SELECT {_COLUMNS} FROM {ev} WHERE stream_id = $1 AND version BETWEEN $2 AND $3"
         as_of = " AND recorded_at <= $5"
         return cls(
-            append=_append_sql(ev),
+            append_one_exact=_append_sql(ev, _ONE, exact=True),
+            append_one_relative=_append_sql(ev, _ONE, exact=False),
+            append_many_exact=_append_sql(ev, _MANY, exact=True),
+            append_many_relative=_append_sql(ev, _MANY, exact=False),
             find_ids=(
                 f"SELECT event_id, stream_id, global_position FROM {ev} "
                 "WHERE event_id = ANY($1::uuid[])"
@@ -59,27 +59,50 @@ class PostgresSql:
         )
 
 
-def _append_sql(ev: str) -> str:
-    # One round trip, one implicit transaction: check the stream's version, then insert
-    # all events or none. Kept simple on purpose: planning is part of every call.
-    # Fewer rows than events back means the version guard refused. A concurrent writer
-    # that wins the race, or an event id stored before (an idempotent retry), makes the
-    # insert fail on a unique index; the caller then settles what happened.
-    return f"""
-WITH cur AS (
-    SELECT coalesce(max(version), 0) AS v FROM {ev} WHERE stream_id = $1
+# Where the appended rows come from: one event as scalar parameters (no arrays to
+# encode), or many as arrays. $1 stream id, $2 event ids, $3 stream type, $4 event
+# types, $5 schema versions, $6 payloads, $7 metadata (NULL: all empty), $8 the version.
+_ONE = (
+    "SELECT $2::uuid AS event_id, $4::text AS event_type, $5::int AS schema_version, "
+    "$6::text AS data, $7::text AS metadata, 1::bigint AS n"
 )
+_MANY = (
+    "SELECT * FROM unnest($2::uuid[], $4::text[], $5::int[], $6::text[], $7::text[]) "
+    "WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)"
+)
+
+
+def _append_sql(ev: str, rows: str, *, exact: bool) -> str:
+    """One statement, so one round trip and one implicit transaction: all rows or none.
+
+    Exact expected version ($8 = n): the events become n + 1, n + 2, ...; the guard
+    checks that version n exists, and the unique (stream_id, version) index refuses the
+    append if the stream is already past n. Relative ($8 = 0 for ANY, 1 for
+    STREAM_EXISTS): the events go after the stream's last version. Fewer rows back
+    than events means the guard refused. A concurrent writer that gets there first, or
+    event ids stored before (an idempotent retry), make the insert fail on a unique
+    index; the caller then settles what happened.
+    """
+    if exact:
+        version = "$8::bigint + e.n"
+        source = f"({rows}) AS e"
+        guard = (
+            f"$8::bigint = 0 OR EXISTS (SELECT 1 FROM {ev} "
+            "WHERE stream_id = $1::text AND version = $8::bigint)"
+        )
+    else:
+        version = "cur.v + e.n"
+        source = (
+            f"(SELECT coalesce(max(version), 0) AS v FROM {ev} WHERE stream_id = $1::text) AS cur, "
+            f"({rows}) AS e"
+        )
+        guard = "$8::int = 0 OR cur.v > 0"
+    return f"""
 INSERT INTO {ev}
     (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-SELECT e.event_id, $1, $3, cur.v + e.n, e.event_type, e.schema_version,
-       e.data::jsonb, e.metadata::jsonb
-FROM cur, unnest($2::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
-     WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
-WHERE CASE $8::int
-        WHEN {MODE_EXACT} THEN cur.v = $9::bigint
-        WHEN {MODE_STREAM_EXISTS} THEN cur.v > 0
-        WHEN {MODE_NO_STREAM} THEN cur.v = 0
-        ELSE true
-      END
+SELECT e.event_id, $1::text, $3::text, {version}, e.event_type, e.schema_version,
+       e.data::jsonb, coalesce(e.metadata, '{{}}')::jsonb
+FROM {source}
+WHERE {guard}
 RETURNING global_position, version
 """
