@@ -8,8 +8,7 @@ their asyncpg connections directly. Connections beyond that go back to the pool.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -35,24 +34,6 @@ class ConnectionLease:
         # engine.dispose() must not leave our idle connections open behind its back.
         event.listen(engine.sync_engine, "engine_disposed", self._on_dispose)
 
-    @asynccontextmanager
-    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
-        """Lend a connection for statements in autocommit mode (or an own transaction)."""
-        pooled = self._idle.pop() if self._idle else await self._checkout()
-        conn = cast("asyncpg.Connection", pooled.driver_connection)
-        reusable = False
-        try:
-            yield conn
-            reusable = True
-        except EventcoreError as error:
-            # A refused append leaves the connection fine; a broken one must go.
-            reusable = not isinstance(error, StoreConnectionError)
-            raise
-        finally:
-            # Anything else (a cancellation mid-query, say) may leave the protocol
-            # mid-message: such a connection is closed, never reused.
-            await self._give_back(pooled, reusable and not conn.is_in_transaction())
-
     async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `operation` on a lent connection; once more if that connection was dead.
 
@@ -63,14 +44,33 @@ class ConnectionLease:
         """
         reused = bool(self._idle)
         try:
-            async with self.driver() as conn:
-                return await operation(conn)
+            return await self._run_once(operation)
         except StoreConnectionError:
             if not reused:
                 raise
             await self.close()
-        async with self.driver() as conn:
-            return await operation(conn)
+        return await self._run_once(operation)
+
+    async def _run_once(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        pooled = self._idle.pop() if self._idle else await self._checkout()
+        conn = cast("asyncpg.Connection", pooled.driver_connection)
+        try:
+            result = await operation(conn)
+        except EventcoreError as error:
+            # A refused append leaves the connection fine; a broken one must go.
+            reusable = not isinstance(error, StoreConnectionError)
+            await self._give_back(pooled, reusable and not conn.is_in_transaction())
+            raise
+        except BaseException:
+            # Anything else (a cancellation mid-query, say) may leave the protocol
+            # mid-message: such a connection is closed, never reused.
+            await self._give_back(pooled, False)
+            raise
+        if len(self._idle) < self._keep and not conn.is_in_transaction():
+            self._idle.append(pooled)  # the common case, without a greenlet switch
+        else:
+            await self._give_back(pooled, not conn.is_in_transaction())
+        return result
 
     async def _checkout(self) -> PoolProxiedConnection:
         try:

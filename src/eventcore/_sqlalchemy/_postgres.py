@@ -56,18 +56,26 @@ class _LostRace(Exception):
     """A concurrent writer took a version or event id this append wanted."""
 
 
+_DRIVER_ERRORS = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
+
+
+def _translate(error: BaseException) -> Exception:
+    """The eventcore error for a driver error (`_LostRace` for a unique violation)."""
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return _LostRace(str(error))
+    if isinstance(error, asyncpg.UndefinedTableError):
+        return SchemaError(f"{error} (run create_schema() or your migrations)")
+    if isinstance(error, _CONNECTION_ERRORS):
+        return StoreConnectionError(f"PostgreSQL connection failed: {error!r}")
+    return StoreError(f"PostgreSQL error: {error!r}")
+
+
 @contextmanager
 def _translated_errors() -> Iterator[None]:
     try:
         yield
-    except asyncpg.UniqueViolationError as error:
-        raise _LostRace(str(error)) from error
-    except asyncpg.UndefinedTableError as error:
-        raise SchemaError(f"{error} (run create_schema() or your migrations)") from error
-    except _CONNECTION_ERRORS as error:
-        raise StoreConnectionError(f"PostgreSQL connection failed: {error!r}") from error
-    except asyncpg.PostgresError as error:
-        raise StoreError(f"PostgreSQL error: {error!r}") from error
+    except _DRIVER_ERRORS as error:
+        raise _translate(error) from error
 
 
 class PostgresBackend:
@@ -139,13 +147,16 @@ class PostgresBackend:
         else:
             one, many = sql.append_one_exact, sql.append_many_exact
             version = 0 if expected is ExpectedVersion.NO_STREAM else int(expected)
-        with _translated_errors():
+        try:
             if len(events) == 1:
                 e = events[0]
-                row = await conn.fetchrow(
-                    one, append.stream_id, e.event_id, append.stream_type, e.event_type,
-                    e.schema_version, e.data, e.metadata, version,
-                )  # fmt: skip
+                args = [append.stream_id, e.event_id, append.stream_type, e.event_type,
+                        e.schema_version, e.data, e.metadata]  # fmt: skip
+                if version == 0 and one is sql.append_one_exact:
+                    # A new stream needs no guard: the unique index refuses a second one.
+                    row = await conn.fetchrow(sql.append_one_new, *args)
+                else:
+                    row = await conn.fetchrow(one, *args, version)
                 return [] if row is None else [row]
             metadata = [e.metadata for e in events]
             rows: list[Any] = await conn.fetch(
@@ -159,7 +170,9 @@ class PostgresBackend:
                 None if all(m == "{}" for m in metadata) else metadata,
                 version,
             )
-            return rows
+        except _DRIVER_ERRORS as error:
+            raise _translate(error) from error
+        return rows
 
     async def settle(
         self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]

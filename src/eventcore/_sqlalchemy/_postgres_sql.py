@@ -18,6 +18,7 @@ _COLUMNS = (
 class PostgresSql:
     """Statements for one set of tables."""
 
+    append_one_new: str
     append_one_exact: str
     append_one_relative: str
     append_many_exact: str
@@ -37,6 +38,11 @@ class PostgresSql:
         read = f"SELECT {_COLUMNS} FROM {ev} WHERE stream_id = $1 AND version BETWEEN $2 AND $3"
         as_of = " AND recorded_at <= $5"
         return cls(
+            append_one_new=(
+                f"INSERT INTO {ev} (event_id, stream_id, stream_type, version, event_type, "
+                "schema_version, data, metadata) VALUES ($2, $1, $3, 1, $4, $5, $6::jsonb, "
+                "coalesce($7, '{}')::jsonb) RETURNING global_position, version"
+            ),
             append_one_exact=_append_sql(ev, _ONE, exact=True),
             append_one_relative=_append_sql(ev, _ONE, exact=False),
             append_many_exact=_append_sql(ev, _MANY, exact=True),
