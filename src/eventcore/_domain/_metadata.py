@@ -27,21 +27,33 @@ __all__ = [
 ]
 
 
+# Bound once: new_event_id runs for every recorded event.
+_time_ns = time.time_ns
+_random_bits = random.getrandbits
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+_UUID = uuid.UUID
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
 def new_event_id() -> uuid.UUID:
     """Return a new time-ordered UUID (version 7).
 
     Time-ordered ids keep the event-id index append-mostly, which keeps inserts fast.
+    The 74 random bits come from `random`, which Python reseeds in a forked child, so
+    processes never share a sequence.
     """
-    millis = time.time_ns() // 1_000_000
-    # `random` is reseeded in a forked child, so processes never share a sequence;
-    # 74 random bits per millisecond make a collision practically impossible.
-    rand = random.getrandbits(74)
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62) << 64
-    value |= 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF
-    # Skips UUID.__init__'s argument parsing: this runs once per recorded event.
-    new = object.__new__(uuid.UUID)
-    object.__setattr__(new, "int", value)
-    object.__setattr__(new, "is_safe", uuid.SafeUUID.unknown)
+    rand = _random_bits(74)
+    value = (
+        (_time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (rand >> 62) << 64
+        | 0b10 << 62
+        | rand & 0x3FFF_FFFF_FFFF_FFFF
+    )
+    new: uuid.UUID = _new_object(_UUID)  # skips UUID.__init__'s argument parsing
+    _set_attribute(new, "int", value)
+    _set_attribute(new, "is_safe", _UNKNOWN_SAFETY)
     return new
 
 

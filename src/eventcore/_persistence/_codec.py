@@ -101,14 +101,17 @@ def _encode(stream_id: str, new: object, max_payload_bytes: int) -> EncodedEvent
             "(wrap domain events with NewEvent.of(event))"
         )
     event = new.event
-    event_type = type(event).event_type_name
+    cls = type(event)
+    event_type = cls.event_type_name
     data = event.model_dump_json()
     size = len(data) if len(data) * 4 <= max_payload_bytes else len(data.encode())
     if size > max_payload_bytes:
         raise PayloadTooLargeError(stream_id, event_type, size, max_payload_bytes)
     metadata = new.metadata
     encoded_metadata = "{}" if metadata is EMPTY_METADATA else _encode_metadata(metadata)
-    if _contains_nul(data) or _contains_nul(encoded_metadata):
+    if (_NUL in data or _NUL in encoded_metadata) and (
+        _contains_nul(data) or _contains_nul(encoded_metadata)
+    ):
         raise InvalidEventError(
             f"event {event_type!r} for stream {stream_id!r} contains a NUL character "
             "(\\u0000), which PostgreSQL cannot store in JSON; strip it first"
@@ -116,7 +119,7 @@ def _encode(stream_id: str, new: object, max_payload_bytes: int) -> EncodedEvent
     return EncodedEvent(
         new.event_id,
         event_type,
-        type(event).event_schema_version,
+        cls.event_schema_version,
         data,
         encoded_metadata,
     )

@@ -158,18 +158,11 @@ class PostgresBackend:
                 else:
                     row = await conn.fetchrow(one, *args, version)
                 return [] if row is None else [row]
-            metadata = [e.metadata for e in events]
+            ids, types, schema_versions, data, metadata = zip(*events, strict=True)
             rows: list[Any] = await conn.fetch(
-                many,
-                append.stream_id,
-                [e.event_id for e in events],
-                append.stream_type,
-                [e.event_type for e in events],
-                [e.schema_version for e in events],
-                [e.data for e in events],
-                None if all(m == "{}" for m in metadata) else metadata,
-                version,
-            )
+                many, append.stream_id, ids, append.stream_type, types, schema_versions, data,
+                None if metadata.count("{}") == len(metadata) else metadata, version,
+            )  # fmt: skip
         except _DRIVER_ERRORS as error:
             raise _translate(error) from error
         return rows
