@@ -31,6 +31,7 @@ from eventcore._persistence._codec import PreparedAppend
 from eventcore._persistence._store import AppendResult, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
+from eventcore._sqlalchemy._postgres_snapshots import PostgresSnapshotStore
 from eventcore._sqlalchemy._postgres_sql import PostgresSql
 from eventcore._sqlalchemy._schema import EventStoreTables
 
@@ -88,6 +89,7 @@ class PostgresBackend:
         # Keep at most half the pool, so units of work always find connections there.
         pool_size = getattr(engine.pool, "size", lambda: 2)()
         self._lease = ConnectionLease(engine, keep=pool_size // 2)
+        self.snapshots = PostgresSnapshotStore(self._lease, tables)
 
     async def close(self) -> None:
         """Return the connections the backend keeps to the engine's pool."""

@@ -34,6 +34,7 @@ from eventcore._persistence._versioning import (
     check_expected_version,
 )
 from eventcore._sqlalchemy._schema import EventStoreTables
+from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
 
 __all__ = ["SqliteBackend", "configure_sqlite_engine"]
 
@@ -85,6 +86,7 @@ class SqliteBackend:
         self._events = tables.events
         self._registry = registry
         self._write_lock = anyio.Lock()
+        self.snapshots = SqlAlchemySnapshotStore(engine, tables)
         self._writer: int | None = None  # the task holding the write lock
         ev = tables.events
         self._columns = (

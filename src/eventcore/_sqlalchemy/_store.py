@@ -23,7 +23,6 @@ from eventcore._persistence._codec import (
 from eventcore._persistence._snapshots import SnapshotStore
 from eventcore._persistence._store import AppendResult, ExpectedVersion, StreamAppend
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
-from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
 
 if TYPE_CHECKING:
     from eventcore._sqlalchemy._postgres import PostgresBackend
@@ -84,12 +83,11 @@ class SqlAlchemyEventStore:
         self.tables = tables or EventStoreTables()
         self._max_payload_bytes = max_payload_bytes
         self._backend = _backend_for(engine, self.tables, registry or default_registry)
-        self._snapshots = SqlAlchemySnapshotStore(engine, self.tables)
 
     @property
     def snapshots(self) -> SnapshotStore:
         """The snapshot store in the same database (the `snapshots` table)."""
-        return self._snapshots
+        return self._backend.snapshots
 
     async def close(self) -> None:
         """Give the connections the store keeps back to the engine's pool.
