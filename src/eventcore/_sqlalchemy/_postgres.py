@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,7 +25,6 @@ from eventcore._exceptions import (
     SchemaError,
     StoreConnectionError,
     StoreError,
-    UnitOfWorkError,
 )
 from eventcore._persistence._codec import PreparedAppend
 from eventcore._persistence._store import AppendResult, ExpectedVersion
@@ -34,6 +33,7 @@ from eventcore._sqlalchemy._lease import ConnectionLease
 from eventcore._sqlalchemy._postgres_snapshots import PostgresSnapshotStore
 from eventcore._sqlalchemy._postgres_sql import PostgresSql
 from eventcore._sqlalchemy._schema import EventStoreTables
+from eventcore._sqlalchemy._session import BackendSession
 
 __all__ = ["PostgresBackend"]
 
@@ -238,25 +238,14 @@ class PostgresBackend:
         return self._decode_stream(stream_id, rows)
 
     def _decode_stream(self, stream_id: str, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
-        decode = self._registry.decode
-        out = []
-        for event_id, stream_type, version, position, at, etype, sv, data, meta in rows:
-            event = decode(etype, sv, data, stream_id, version)
-            out.append(
-                RecordedEvent(
-                    event,
-                    event_id,
-                    stream_id,
-                    stream_type,
-                    version,
-                    position,
-                    at,
-                    etype,
-                    sv,
-                    meta,
-                )
-            )
-        return out
+        return [self._decode(stream_id, row) for row in rows]
+
+    def _decode(self, stream_id: str, row: asyncpg.Record) -> RecordedEvent:
+        event_id, stream_type, version, position, at, etype, sv, data, meta = row[:9]
+        event = self._registry.decode(etype, sv, data, stream_id, version)
+        return RecordedEvent(
+            event, event_id, stream_id, stream_type, version, position, at, etype, sv, meta
+        )
 
     async def read_all(
         self,
@@ -277,26 +266,10 @@ class PostgresBackend:
                 )
             )
             for row in rows:
-                yield self._decode_log_row(row)
+                yield self._decode(row[9], row)  # the log's rows end with the stream id
             if len(rows) < batch_size:
                 return
-            position = rows[-1][4]
-
-    def _decode_log_row(self, row: asyncpg.Record) -> RecordedEvent:
-        stream_id, event_id, stream_type, version, position, at, etype, sv, data, meta = row
-        event = self._registry.decode(etype, sv, data, stream_id, version)
-        return RecordedEvent(
-            event,
-            event_id,
-            stream_id,
-            stream_type,
-            version,
-            position,
-            at,
-            etype,
-            sv,
-            meta,
-        )
+            position = rows[-1][3]
 
     # -- unit of work -----------------------------------------------------------------
 
@@ -311,7 +284,7 @@ class PostgresBackend:
         broken = False
         try:
             await conn.begin()
-            driver = (await conn.get_raw_connection()).driver_connection
+            driver = cast("asyncpg.Connection", (await conn.get_raw_connection()).driver_connection)
             yield PostgresSession(self, conn, driver)
         except StoreConnectionError:
             broken = True
@@ -324,46 +297,18 @@ class PostgresBackend:
             await conn.close()  # rolls back whatever was not committed
 
 
-class PostgresSession:
+class PostgresSession(BackendSession[asyncpg.Connection]):
     """One unit of work's transaction on PostgreSQL (see `EventStoreSession`)."""
 
-    def __init__(self, backend: PostgresBackend, conn: AsyncConnection, driver: Any) -> None:
+    def __init__(
+        self, backend: PostgresBackend, conn: AsyncConnection, driver: asyncpg.Connection
+    ) -> None:
+        super().__init__(backend, conn, driver)
         self._backend = backend
-        self._conn = conn
-        self._driver: asyncpg.Connection = driver
-        self._done = False
-
-    @property
-    def connection(self) -> AsyncConnection:
-        """The SQLAlchemy connection: writes made on it commit atomically with the events."""
-        return self._conn
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        as_of: datetime | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        """Read a stream on this session's connection (inside its transaction, if begun)."""
-        return await self._backend.read_stream(
-            stream_id,
-            from_version=from_version,
-            to_version=to_version,
-            as_of=as_of,
-            backwards=backwards,
-            limit=limit,
-            conn=self._driver,
-        )
 
     async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         """Append and commit together with the writes made on `connection`."""
-        if self._done:
-            raise UnitOfWorkError("this session has already been committed or rolled back")
-        self._done = True
+        self._begin_commit()
         if not self._driver.is_in_transaction():
             # Nothing else was written: the append alone is the transaction.
             results = await self._backend.append_streams(appends, self._driver) if appends else []
@@ -390,11 +335,6 @@ class PostgresSession:
         except Exception as error:
             raise StoreConnectionError(f"commit failed: {error!r}") from error
         return results
-
-    async def rollback(self) -> None:
-        """Discard the session's writes."""
-        self._done = True
-        await self._conn.rollback()
 
 
 async def _fetch(

@@ -57,7 +57,7 @@ class PostgresSql:
             read_forwards_as_of=f"{read}{as_of} ORDER BY version LIMIT $4",
             read_backwards_as_of=f"{read}{as_of} ORDER BY version DESC LIMIT $4",
             read_all=(
-                f"SELECT stream_id, {_COLUMNS} FROM {ev} WHERE global_position > $1 "
+                f"SELECT {_COLUMNS}, stream_id FROM {ev} WHERE global_position > $1 "
                 "AND ($3::text[] IS NULL OR event_type = ANY($3)) "
                 "AND ($4::text[] IS NULL OR stream_type = ANY($4)) "
                 "ORDER BY global_position LIMIT $2"

@@ -34,6 +34,7 @@ from eventcore._persistence._versioning import (
     check_expected_version,
 )
 from eventcore._sqlalchemy._schema import EventStoreTables
+from eventcore._sqlalchemy._session import BackendSession
 from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
 
 __all__ = ["SqliteBackend", "configure_sqlite_engine"]
@@ -277,45 +278,16 @@ class SqliteBackend:
             yield SqliteSession(self, conn)
 
 
-class SqliteSession:
+class SqliteSession(BackendSession[AsyncConnection]):
     """One unit of work's transaction on SQLite (see `EventStoreSession`)."""
 
     def __init__(self, backend: SqliteBackend, conn: AsyncConnection) -> None:
+        super().__init__(backend, conn, conn)
         self._backend = backend
-        self._conn = conn
-        self._done = False
-
-    @property
-    def connection(self) -> AsyncConnection:
-        """The SQLAlchemy connection: writes made on it commit atomically with the events."""
-        return self._conn
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        as_of: datetime | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        """Read a stream inside this session's transaction."""
-        return await self._backend.read_stream(
-            stream_id,
-            from_version=from_version,
-            to_version=to_version,
-            as_of=as_of,
-            backwards=backwards,
-            limit=limit,
-            conn=self._conn,
-        )
 
     async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         """Append and commit together with the writes made on `connection`."""
-        if self._done:
-            raise UnitOfWorkError("this session has already been committed or rolled back")
-        self._done = True
+        self._begin_commit()
         try:
             results = await self._backend.append_in_transaction(self._conn, appends)
         except BaseException:
@@ -327,8 +299,3 @@ class SqliteSession:
             else:
                 await self._conn.commit()
         return results
-
-    async def rollback(self) -> None:
-        """Discard the session's writes."""
-        self._done = True
-        await self._conn.rollback()
