@@ -11,7 +11,15 @@ from typing import Any
 
 from eventcore import Aggregate, DomainEvent, apply
 
-__all__ = ["ITEM_ADDED", "Cart", "ItemAdded", "SnapshottedCart", "item_fields"]
+__all__ = [
+    "ITEM_ADDED",
+    "Cart",
+    "ItemAdded",
+    "SnapshottedCart",
+    "item_dicts",
+    "item_events",
+    "item_fields",
+]
 
 _SKUS = tuple(f"SKU-{i:05d}" for i in range(25))
 
@@ -37,6 +45,24 @@ def item_fields(i: int) -> dict[str, Any]:
         "unit_price_cents": 499 + i % 250,
         "currency": "EUR",
     }
+
+
+_PAYLOADS = 5_000  # more than any scenario appends in one round
+_DICTS = [item_fields(i) for i in range(_PAYLOADS)]
+_EVENTS = [ItemAdded(**fields) for fields in _DICTS]
+
+
+def item_dicts(start: int, count: int) -> list[dict[str, Any]]:
+    """Payloads `start` ... `start + count - 1` as dicts (what the raw side stores).
+
+    Built ahead, like `item_events`: the benchmarks time storing events, not making them.
+    """
+    return [_DICTS[i % _PAYLOADS] for i in range(start, start + count)]
+
+
+def item_events(start: int, count: int) -> list[ItemAdded]:
+    """The same payloads as `ItemAdded` events (what eventcore stores)."""
+    return [_EVENTS[i % _PAYLOADS] for i in range(start, start + count)]
 
 
 class Cart(Aggregate, aggregate_type="benchmarks.Cart"):

@@ -13,7 +13,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from _harness import Bench, Outcome, Throughput, alternate, median, per_second
-from _model import ITEM_ADDED, Cart, ItemAdded, SnapshottedCart, item_fields
+from _model import (
+    ITEM_ADDED,
+    Cart,
+    ItemAdded,
+    SnapshottedCart,
+    item_dicts,
+    item_events,
+    item_fields,
+)
 from eventcore import NewEvent, Repository
 
 __all__ = ["SCENARIOS", "Scenario", "scenario", "warm_up"]
@@ -57,22 +65,19 @@ _MIN_SCALING = 1.2  # 32 writers below this multiple of 1 writer's throughput: s
 
 async def _ec_appends(bench: Bench, streams: list[str], per_stream: int) -> None:
     """eventcore: one `append` (one transaction) per event, on each stream in turn."""
-    store, i = bench.store, 0
+    store, payloads = bench.store, iter(item_events(0, len(streams) * per_stream))
     for stream in streams:
         for version in range(per_stream):
-            event = ItemAdded(**item_fields(i))
-            await store.append(stream, [NewEvent.of(event)], expected_version=version)
-            i += 1
+            await store.append(stream, [NewEvent.of(next(payloads))], expected_version=version)
 
 
 async def _raw_appends(bench: Bench, streams: list[str], per_stream: int) -> None:
     """Raw: one autocommit INSERT per event, the version computed client-side."""
-    raw, i = bench.raw, 0
+    raw, payloads = bench.raw, iter(item_dicts(0, len(streams) * per_stream))
     async with bench.pool.acquire() as conn:
         for stream in streams:
             for version in range(1, per_stream + 1):
-                await raw.append_one(conn, stream, version, ITEM_ADDED, item_fields(i))
-                i += 1
+                await raw.append_one(conn, stream, version, ITEM_ADDED, next(payloads))
 
 
 async def _ec_batches(bench: Bench, streams: list[str], batches: int) -> None:
@@ -80,7 +85,7 @@ async def _ec_batches(bench: Bench, streams: list[str], batches: int) -> None:
     store = bench.store
     for stream in streams:
         for b in range(batches):
-            events = [NewEvent.of(ItemAdded(**item_fields(b * _BATCH + k))) for k in range(_BATCH)]
+            events = [NewEvent.of(e) for e in item_events(b * _BATCH, _BATCH)]
             await store.append(stream, events, expected_version=b * _BATCH)
 
 
@@ -90,7 +95,7 @@ async def _raw_batches(bench: Bench, streams: list[str], batches: int) -> None:
     async with bench.pool.acquire() as conn:
         for stream in streams:
             for b in range(batches):
-                payloads = [item_fields(b * _BATCH + k) for k in range(_BATCH)]
+                payloads = item_dicts(b * _BATCH, _BATCH)
                 await raw.append_many(conn, stream, b * _BATCH + 1, ITEM_ADDED, payloads)
 
 
