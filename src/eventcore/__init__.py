@@ -23,6 +23,7 @@ from eventcore._domain._events import (
 )
 from eventcore._domain._metadata import (
     EventMetadata,
+    LogPosition,
     MessageContext,
     NewEvent,
     RecordedEvent,
@@ -90,6 +91,7 @@ __all__ = [
     "InMemorySnapshotStore",
     "InvalidEventError",
     "InvalidStreamIdError",
+    "LogPosition",
     "MessageContext",
     "NewEvent",
     "PayloadTooLargeError",

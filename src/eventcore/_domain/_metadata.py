@@ -11,12 +11,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventcore._domain._events import DomainEvent
 
 __all__ = [
     "EventMetadata",
+    "LogPosition",
     "MessageContext",
     "NewEvent",
     "RecordedEvent",
@@ -134,6 +135,20 @@ class NewEvent:
         return cls(event, new_event_id(), current_context().metadata())
 
 
+class LogPosition(NamedTuple):
+    """A place in the global log, in commit order: what a subscriber checkpoints.
+
+    On PostgreSQL, events are ordered by the id of the transaction that wrote them, then
+    by position; both are needed because transactions commit in another order than they
+    draw positions. Stores that commit one writer at a time (SQLite, in-memory) use
+    `transaction_id = 0`. Compare positions with `<` and `>`; `LogPosition()` is before
+    everything.
+    """
+
+    transaction_id: int = 0
+    global_position: int = 0
+
+
 class RecordedEvent:
     """An event as stored: payload, identity, position in its stream and in the global log.
 
@@ -151,6 +166,7 @@ class RecordedEvent:
         "schema_version",
         "stream_id",
         "stream_type",
+        "transaction_id",
         "version",
     )
 
@@ -166,6 +182,7 @@ class RecordedEvent:
         event_type: str,
         schema_version: int,
         metadata: EventMetadata | str = "",
+        transaction_id: int = 0,
     ) -> None:
         self.event = event
         self.event_id = event_id
@@ -180,6 +197,13 @@ class RecordedEvent:
         self.schema_version = schema_version
         """The schema version the event was stored with (before any upcasting)."""
         self._metadata = metadata
+        self.transaction_id = transaction_id
+        """The writing transaction's id where the store has one (PostgreSQL), else 0."""
+
+    @property
+    def log_position(self) -> LogPosition:
+        """Where the event stands in the global log's commit order (a checkpoint)."""
+        return LogPosition(self.transaction_id, self.global_position)
 
     @property
     def metadata(self) -> EventMetadata:

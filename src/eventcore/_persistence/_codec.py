@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from eventcore._domain._events import EventRegistry
-from eventcore._domain._metadata import EMPTY_METADATA, EventMetadata, NewEvent, RecordedEvent
+from eventcore._domain._metadata import (
+    EMPTY_METADATA,
+    EventMetadata,
+    LogPosition,
+    NewEvent,
+    RecordedEvent,
+)
 from eventcore._exceptions import InvalidEventError, InvalidStreamIdError, PayloadTooLargeError
 from eventcore._persistence._store import ExpectedVersion, StreamAppend
 
@@ -20,6 +26,7 @@ __all__ = [
     "MAX_STREAM_ID_LENGTH",
     "EncodedEvent",
     "PreparedAppend",
+    "check_log_read",
     "check_read_range",
     "encode_appends",
     "utc_or_none",
@@ -196,3 +203,11 @@ def utc_or_none(moment: datetime | None) -> datetime | None:
     if moment.tzinfo is None:
         raise InvalidEventError(f"as_of must be timezone-aware, got naive {moment.isoformat()}")
     return moment.astimezone(UTC)
+
+
+def check_log_read(after: object, limit: int) -> None:
+    """Raise `InvalidEventError` for a log read with a bad position or limit."""
+    if not isinstance(after, LogPosition):
+        raise InvalidEventError(f"after must be a LogPosition, not {after!r}")
+    if limit < 1:
+        raise InvalidEventError(f"limit must be >= 1, not {limit}")

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eventcore._domain._events import EventRegistry, default_registry
-from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._exceptions import InvalidEventError, UnitOfWorkError
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EncodedEvent,
+    check_log_read,
     check_read_range,
     decode_row,
     encode_appends,
@@ -171,6 +172,30 @@ class InMemoryEventStore:
             if stream_types is not None and row.stream_type not in stream_types:
                 continue
             yield self._decode(row)
+
+    async def read_log(
+        self,
+        after: LogPosition = LogPosition(),
+        *,
+        limit: int = 500,
+        event_types: Collection[str] | None = None,
+        stream_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Read the next events in commit order (see `EventStore.read_log`).
+
+        Appends here are atomic and immediate, so position order is commit order.
+        """
+        check_log_read(after, limit)
+        found: list[RecordedEvent] = []
+        for row in self._rows_after(after.global_position):
+            if len(found) == limit:
+                break
+            if event_types is not None and row.encoded.event_type not in event_types:
+                continue
+            if stream_types is not None and row.stream_type not in stream_types:
+                continue
+            found.append(self._decode(row))
+        return found
 
     def _rows_after(self, after: int) -> Iterator[_Row]:
         index = max(after, 0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._persistence._snapshots import SnapshotStore
 
 __all__ = [
@@ -160,6 +160,24 @@ class EventStore(Protocol):
         Fetches `batch_size` events per query. Optional filters keep only the given event
         type names or stream types. This reads what is committed when each batch is
         queried; it is not a subscription.
+        """
+        ...
+
+    async def read_log(
+        self,
+        after: LogPosition = LogPosition(),
+        *,
+        limit: int = 500,
+        event_types: Collection[str] | None = None,
+        stream_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Read the next committed events of the global log after `after`, in commit order.
+
+        Gap-free: it never returns an event while an older transaction that could still
+        commit events before it is open, so a reader that checkpoints each returned
+        event's `log_position` and passes it back as `after` sees every committed event
+        exactly once, in one order, whatever the interleaving of concurrent writers.
+        Events of open transactions wait until those commit or roll back.
         """
         ...
 

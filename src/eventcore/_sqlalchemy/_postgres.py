@@ -18,7 +18,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._domain._events import EventRegistry
-from eventcore._domain._metadata import RecordedEvent
+from eventcore._domain._metadata import LogPosition, RecordedEvent
 from eventcore._exceptions import (
     ConcurrencyError,
     DuplicateEventError,
@@ -240,12 +240,35 @@ class PostgresBackend:
     def _decode_stream(self, stream_id: str, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
         return [self._decode(stream_id, row) for row in rows]
 
-    def _decode(self, stream_id: str, row: asyncpg.Record) -> RecordedEvent:
+    def _decode(
+        self, stream_id: str, row: asyncpg.Record, transaction_id: int = 0
+    ) -> RecordedEvent:
         event_id, stream_type, version, position, at, etype, sv, data, meta = row[:9]
         event = self._registry.decode(etype, sv, data, stream_id, version)
         return RecordedEvent(
-            event, event_id, stream_id, stream_type, version, position, at, etype, sv, meta
+            event, event_id, stream_id, stream_type, version, position, at, etype, sv, meta,
+            transaction_id,
+        )  # fmt: skip
+
+    async def read_log(
+        self,
+        after: LogPosition,
+        *,
+        limit: int,
+        event_types: Collection[str] | None,
+        stream_types: Collection[str] | None,
+    ) -> list[RecordedEvent]:
+        """Read committed events after `after` in commit order, below the xmin horizon."""
+        args = (
+            str(after.transaction_id),
+            after.global_position,
+            limit,
+            None if event_types is None else list(event_types),
+            None if stream_types is None else list(stream_types),
         )
+        rows = await self._lease.run(partial(_fetch, query=self._sql.read_log, args=args))
+        # The log's rows end with the stream id and the transaction id.
+        return [self._decode(row[9], row, row[10]) for row in rows]
 
     async def read_all(
         self,

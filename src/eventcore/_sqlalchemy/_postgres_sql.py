@@ -30,6 +30,7 @@ class PostgresSql:
     read_forwards_as_of: str
     read_backwards_as_of: str
     read_all: str
+    read_log: str
 
     @classmethod
     def for_tables(cls, tables: EventStoreTables) -> PostgresSql:
@@ -61,6 +62,16 @@ class PostgresSql:
                 "AND ($3::text[] IS NULL OR event_type = ANY($3)) "
                 "AND ($4::text[] IS NULL OR stream_type = ANY($4)) "
                 "ORDER BY global_position LIMIT $2"
+            ),
+            # Only transactions older than the oldest one still running: those can no
+            # longer commit anything, so nothing will ever appear before what we return.
+            read_log=(
+                f"SELECT {_COLUMNS}, stream_id, transaction_id::text::bigint FROM {ev} "
+                "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
+                "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+                "AND ($4::text[] IS NULL OR event_type = ANY($4)) "
+                "AND ($5::text[] IS NULL OR stream_type = ANY($5)) "
+                "ORDER BY transaction_id, global_position LIMIT $3"
             ),
         )
 

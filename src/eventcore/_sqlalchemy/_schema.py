@@ -134,6 +134,11 @@ def _events_table(metadata: MetaData, name: str, schema: str | None) -> Table:
         ),
         UniqueConstraint("stream_id", "version", name=f"{name}_stream_version_key"),
         Index(f"{name}_event_id_key", "event_id", unique=True),
+        # The commit-order log that subscriptions read (PostgreSQL only: elsewhere the
+        # transaction id is NULL and positions already are in commit order).
+        Index(f"{name}_log_order", "transaction_id", "global_position").ddl_if(
+            dialect="postgresql"
+        ),
         schema=schema,
         sqlite_autoincrement=True,
     )

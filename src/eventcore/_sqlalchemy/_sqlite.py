@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._domain._events import EventRegistry
-from eventcore._domain._metadata import RecordedEvent
+from eventcore._domain._metadata import LogPosition, RecordedEvent
 from eventcore._exceptions import (
     SchemaError,
     StoreConnectionError,
@@ -268,6 +268,24 @@ class SqliteBackend:
             if len(batch) < batch_size:
                 return
             position = batch[-1].global_position
+
+    async def read_log(
+        self,
+        after: LogPosition,
+        *,
+        limit: int,
+        event_types: Collection[str] | None,
+        stream_types: Collection[str] | None,
+    ) -> list[RecordedEvent]:
+        """Read committed events after `after`: SQLite commits one writer at a time, so
+        position order is commit order."""
+        ev = self._events
+        query = select(*self._columns).where(ev.c.global_position > after.global_position)
+        if event_types is not None:
+            query = query.where(ev.c.event_type.in_(list(event_types)))
+        if stream_types is not None:
+            query = query.where(ev.c.stream_type.in_(list(stream_types)))
+        return await self._fetch(query.order_by(ev.c.global_position).limit(limit))
 
     # -- unit of work -----------------------------------------------------------------
 

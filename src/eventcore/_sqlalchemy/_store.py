@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._domain._events import EventRegistry, default_registry
-from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._exceptions import InvalidEventError, UnsupportedBackendError
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     PreparedAppend,
+    check_log_read,
     check_read_range,
     encode_appends,
     utc_or_none,
@@ -156,6 +157,25 @@ class SqlAlchemyEventStore:
             after=after, batch_size=batch_size, event_types=event_types, stream_types=stream_types
         ):
             yield recorded
+
+    async def read_log(
+        self,
+        after: LogPosition = LogPosition(),
+        *,
+        limit: int = 500,
+        event_types: Collection[str] | None = None,
+        stream_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Read the next committed events in commit order (see `EventStore.read_log`).
+
+        On PostgreSQL this reads only below the oldest running transaction: a
+        transaction left open holds every reader back (set
+        `idle_in_transaction_session_timeout`, and watch subscriber lag).
+        """
+        check_log_read(after, limit)
+        return await self._backend.read_log(
+            after, limit=limit, event_types=event_types, stream_types=stream_types
+        )
 
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 when it does not exist)."""
