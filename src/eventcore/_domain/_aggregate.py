@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from eventcore._domain._events import DomainEvent
+from eventcore._domain._handlers import collect_handlers
 from eventcore._domain._metadata import NewEvent
 from eventcore._exceptions import AggregateError
 
@@ -149,10 +149,11 @@ class Aggregate:
 
     @classmethod
     def _handlers(cls) -> dict[type[DomainEvent], _Handler]:
-        handlers: dict[type[DomainEvent], _Handler] | None = cls.__dict__.get("_eventcore_handlers")
-        if handlers is None:
-            handlers = _collect_handlers(cls)
-            cls._eventcore_handlers = handlers  # type: ignore[attr-defined]
+        cached: dict[type[DomainEvent], _Handler] | None = cls.__dict__.get("_eventcore_handlers")
+        if cached is not None:
+            return cached
+        handlers: dict[type[DomainEvent], _Handler] = collect_handlers(cls, _MARK, AggregateError)
+        cls._eventcore_handlers = handlers  # type: ignore[attr-defined]
         return handlers
 
     # -- snapshots --------------------------------------------------------------------
@@ -167,37 +168,3 @@ class Aggregate:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} id={self.id!r} version={self.version}>"
-
-
-def _collect_handlers(cls: type) -> dict[type[DomainEvent], _Handler]:
-    handlers: dict[type[DomainEvent], _Handler] = {}
-    seen: set[str] = set()
-    for klass in cls.__mro__:  # most derived first: a subclass overrides its bases
-        for name, member in vars(klass).items():
-            if name in seen or not getattr(member, _MARK, False):
-                continue
-            seen.add(name)
-            event_type = _event_type_of(klass, member)
-            # getattr: an override of the handler method (even undecorated) is what runs.
-            handlers.setdefault(event_type, getattr(cls, name))
-    return handlers
-
-
-def _event_type_of(klass: type, handler: Callable[..., None]) -> type[DomainEvent]:
-    module = sys.modules.get(klass.__module__)
-    namespace = {**vars(module)} if module else {}
-    namespace.setdefault(klass.__name__, klass)
-    try:
-        hints = typing.get_type_hints(handler, globalns=namespace)
-    except NameError as error:
-        raise AggregateError(
-            f"{klass.__qualname__}.{handler.__name__}: cannot resolve its event annotation: {error}"
-        ) from error
-    params = [p for p in hints if p != "return"]
-    event_type = hints[params[0]] if params else None
-    if not (isinstance(event_type, type) and issubclass(event_type, DomainEvent)):
-        raise AggregateError(
-            f"{klass.__qualname__}.{handler.__name__}: annotate the event parameter with a "
-            "DomainEvent subclass, e.g. `def _on(self, event: SomethingHappened) -> None`"
-        )
-    return event_type

@@ -21,6 +21,7 @@ from eventcore._persistence._codec import (
     utc_or_none,
     validate_stream_id,
 )
+from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
 from eventcore._persistence._store import (
     AppendResult,
@@ -66,6 +67,7 @@ class InMemoryEventStore:
         self._streams: dict[str, list[_Row]] = {}
         self._by_id: dict[uuid.UUID, _Row] = {}
         self._snapshots = InMemorySnapshotStore()
+        self._signal = AppendSignal()
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -100,7 +102,14 @@ class InMemoryEventStore:
             rows = [self._write(stream_id, append.stream_type, now, e) for e in append.events]
             version = self._version(stream_id)
             results.append(AppendResult(stream_id, version, tuple(r.position for r in rows)))
+        if not all(r.already_stored for r in results):
+            self._signal.notify()
         return results
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AppendSignal]:
+        """Be woken when events are appended, while the block is open."""
+        yield self._signal
 
     def _plan(
         self, stream_id: str, expected: int | ExpectedVersion, events: list[EncodedEvent]

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
+from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
 
 __all__ = [
@@ -187,4 +188,8 @@ class EventStore(Protocol):
 
     def session(self) -> AbstractAsyncContextManager[EventStoreSession]:
         """Open a transaction for a unit of work; it rolls back unless committed."""
+        ...
+
+    def watch(self) -> AbstractAsyncContextManager[AppendSignal]:
+        """Be woken (a hint, not a delivery) when events are appended, while open."""
         ...

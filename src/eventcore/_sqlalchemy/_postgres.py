@@ -8,14 +8,16 @@ outside a unit of work it is one round trip and one implicit transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from eventcore._domain._events import EventRegistry
 from eventcore._domain._metadata import LogPosition, RecordedEvent
@@ -27,6 +29,7 @@ from eventcore._exceptions import (
     StoreError,
 )
 from eventcore._persistence._codec import PreparedAppend
+from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
@@ -39,6 +42,7 @@ __all__ = ["PostgresBackend"]
 
 _MAX_VERSION = 2**62
 _RACE_RETRIES = 50  # appends with ANY / STREAM_EXISTS that lose a race are retried
+_NOTIFY_INTERVAL = 0.02  # seconds between two NOTIFYs of one store
 _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -90,6 +94,9 @@ class PostgresBackend:
         pool_size = getattr(engine.pool, "size", lambda: 2)()
         self._lease = ConnectionLease(engine, keep=pool_size // 2)
         self.snapshots = PostgresSnapshotStore(self._lease, tables)
+        self.signal = AppendSignal()
+        self.channel = _channel_name(tables)
+        self._notified_at = 0.0
 
     async def close(self) -> None:
         """Return the connections the backend keeps to the engine's pool."""
@@ -102,8 +109,57 @@ class PostgresBackend:
     ) -> list[AppendResult]:
         """Append to one stream (a single statement) or several (one transaction)."""
         if conn is None:
-            return await self._lease.run(lambda pooled: self._append_with_retries(pooled, appends))
-        return await self._append_with_retries(conn, appends)
+            return await self._lease.run(lambda pooled: self._append_and_announce(pooled, appends))
+        return await self._append_and_announce(conn, appends)
+
+    async def _append_and_announce(
+        self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        results = await self._append_with_retries(conn, appends)
+        if not all(r.already_stored for r in results):
+            await self.announce(conn)
+        return results
+
+    async def announce(self, conn: asyncpg.Connection) -> None:
+        """Tell subscribers that events were committed: in this process at once, in
+        others by `NOTIFY`, at most once per `_NOTIFY_INTERVAL` per store.
+
+        The `NOTIFY` goes in its own implicit transaction after the append's commit: in
+        the append's transaction it would take PostgreSQL's global notify lock and
+        serialise every concurrent writer's commit.
+        """
+        self.signal.notify()
+        now = time.monotonic()
+        if now - self._notified_at >= _NOTIFY_INTERVAL:
+            self._notified_at = now
+            # A wake-up is a hint: the events are committed, and subscribers poll too.
+            with suppress(*_DRIVER_ERRORS):
+                await conn.execute(self._sql.notify, self.channel)
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AppendSignal]:
+        """Listen for other processes' appends on a dedicated connection while open."""
+        try:
+            pooled = await self._engine.raw_connection()
+        except Exception:
+            yield self.signal  # no listener: subscribers fall back to polling
+            return
+        conn = cast("asyncpg.Connection", pooled.driver_connection)
+
+        def wake(*_: object) -> None:
+            self.signal.notify()
+
+        try:
+            await conn.add_listener(self.channel, wake)
+            try:
+                yield self.signal
+            finally:
+                await conn.remove_listener(self.channel, wake)
+        except _DRIVER_ERRORS:
+            await greenlet_spawn(pooled.invalidate)
+            raise
+        else:
+            await greenlet_spawn(pooled.close)
 
     async def _append_with_retries(
         self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
@@ -357,6 +413,8 @@ class PostgresSession(BackendSession[asyncpg.Connection]):
             await self._conn.commit()
         except Exception as error:
             raise StoreConnectionError(f"commit failed: {error!r}") from error
+        if appends:
+            await self._backend.announce(self._driver)
         return results
 
 
@@ -366,6 +424,11 @@ async def _fetch(
     with _translated_errors():
         rows: list[asyncpg.Record] = await conn.fetch(query, *args)
     return rows
+
+
+def _channel_name(tables: EventStoreTables) -> str:
+    # NOTIFY channels are identifiers: at most 63 bytes.
+    return f"eventcore_{tables.schema or 'public'}_{tables.prefix}events"[:63]
 
 
 def _by_version(row: asyncpg.Record) -> int:

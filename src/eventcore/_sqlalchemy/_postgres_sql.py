@@ -31,6 +31,7 @@ class PostgresSql:
     read_backwards_as_of: str
     read_all: str
     read_log: str
+    notify: str = "SELECT pg_notify($1, '')"
 
     @classmethod
     def for_tables(cls, tables: EventStoreTables) -> PostgresSql:

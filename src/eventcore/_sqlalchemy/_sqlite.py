@@ -27,6 +27,7 @@ from eventcore._exceptions import (
     UnitOfWorkError,
 )
 from eventcore._persistence._codec import PreparedAppend, decode_row
+from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult
 from eventcore._persistence._versioning import (
     check_all_or_none_stored,
@@ -88,6 +89,7 @@ class SqliteBackend:
         self._registry = registry
         self._write_lock = anyio.Lock()
         self.snapshots = SqlAlchemySnapshotStore(engine, tables)
+        self.signal = AppendSignal()
         self._writer: int | None = None  # the task holding the write lock
         ev = tables.events
         self._columns = (
@@ -119,7 +121,13 @@ class SqliteBackend:
             results = await self.append_in_transaction(conn, appends)
             async with _translated_errors():
                 await conn.commit()
+        self.signal.notify()
         return results
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AppendSignal]:
+        """Appends of this process wake at once; other processes' are found by polling."""
+        yield self.signal
 
     @asynccontextmanager
     async def write_transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -316,4 +324,5 @@ class SqliteSession(BackendSession[AsyncConnection]):
                 await self._conn.rollback()  # an idempotent retry: keep the first attempt's writes
             else:
                 await self._conn.commit()
+                self._backend.signal.notify()
         return results

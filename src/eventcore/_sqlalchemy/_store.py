@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,6 +21,7 @@ from eventcore._persistence._codec import (
     utc_or_none,
     validate_stream_id,
 )
+from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
 from eventcore._persistence._store import AppendResult, ExpectedVersion, StreamAppend
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
@@ -180,6 +181,15 @@ class SqlAlchemyEventStore:
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 when it does not exist)."""
         return await self._backend.stream_version(validate_stream_id(stream_id))
+
+    def watch(self) -> AbstractAsyncContextManager[AppendSignal]:
+        """Be woken when events are appended, while the block is open.
+
+        Appends in this process wake at once. On PostgreSQL the block also listens (on
+        a connection of its own) for other processes' appends, which each store
+        announces with `NOTIFY`; on SQLite, other processes are found only by polling.
+        """
+        return self._backend.watch()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[SqlAlchemySession]:

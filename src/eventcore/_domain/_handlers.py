@@ -1,0 +1,54 @@
+"""Finding the methods of a class that handle events, by the annotation of their event."""
+
+from __future__ import annotations
+
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from eventcore._domain._events import DomainEvent
+from eventcore._exceptions import EventcoreError
+
+__all__ = ["collect_handlers"]
+
+
+def collect_handlers(
+    cls: type, mark: str, error: type[EventcoreError]
+) -> dict[type[DomainEvent], Callable[..., Any]]:
+    """Map each event class to the method of `cls` marked with attribute `mark` for it.
+
+    The event class is the annotation of the method's first parameter after `self`.
+    A subclass's handler overrides its bases'; an override of a marked method, even
+    undecorated, is what runs. Misdeclared handlers raise `error`.
+    """
+    handlers: dict[type[DomainEvent], Callable[..., Any]] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:  # most derived first
+        for name, member in vars(klass).items():
+            if name in seen or not getattr(member, mark, False):
+                continue
+            seen.add(name)
+            handlers.setdefault(_event_type_of(klass, member, error), getattr(cls, name))
+    return handlers
+
+
+def _event_type_of(
+    klass: type, handler: Callable[..., Any], error: type[EventcoreError]
+) -> type[DomainEvent]:
+    module = sys.modules.get(klass.__module__)
+    namespace = {**vars(module)} if module else {}
+    namespace.setdefault(klass.__name__, klass)
+    where = f"{klass.__qualname__}.{handler.__name__}"
+    try:
+        hints = typing.get_type_hints(handler, globalns=namespace)
+    except NameError as cause:
+        raise error(f"{where}: cannot resolve its event annotation: {cause}") from cause
+    params = [p for p in hints if p != "return"]
+    event_type = hints[params[0]] if params else None
+    if not (isinstance(event_type, type) and issubclass(event_type, DomainEvent)):
+        raise error(
+            f"{where}: annotate the event parameter with a DomainEvent subclass, "
+            "e.g. `def _on(self, event: SomethingHappened) -> None`"
+        )
+    return event_type
