@@ -10,8 +10,15 @@ the inside out (each imports only from those before it):
 
 from __future__ import annotations
 
+from eventcore._application._projection_worker import (
+    ProjectionStatus,
+    ProjectionWorker,
+    wait_for_projection,
+)
+from eventcore._application._projector import ProjectionContext, Projector, projects
 from eventcore._application._repository import Repository
 from eventcore._application._retry import retry_on_conflict
+from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
 from eventcore._domain._aggregate import Aggregate, apply
 from eventcore._domain._events import (
@@ -35,6 +42,7 @@ from eventcore._domain._metadata import (
 from eventcore._exceptions import (
     AggregateError,
     AggregateNotFoundError,
+    CatchUpTimeoutError,
     ConcurrencyError,
     DuplicateEventError,
     EventcoreError,
@@ -44,6 +52,7 @@ from eventcore._exceptions import (
     InvalidEventError,
     InvalidStreamIdError,
     PayloadTooLargeError,
+    ProjectionError,
     SchemaError,
     StoreConnectionError,
     StoreError,
@@ -54,9 +63,11 @@ from eventcore._exceptions import (
     WrongExpectedVersionError,
 )
 from eventcore._persistence._memory import InMemoryEventStore
+from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
 from eventcore._persistence._store import (
     AppendResult,
+    BeforeCommit,
     EventStore,
     EventStoreSession,
     ExpectedVersion,
@@ -74,6 +85,9 @@ __all__ = [
     "AggregateError",
     "AggregateNotFoundError",
     "AppendResult",
+    "AppendSignal",
+    "BeforeCommit",
+    "CatchUpTimeoutError",
     "ConcurrencyError",
     "DomainEvent",
     "DuplicateEventError",
@@ -95,6 +109,11 @@ __all__ = [
     "MessageContext",
     "NewEvent",
     "PayloadTooLargeError",
+    "ProjectionContext",
+    "ProjectionError",
+    "ProjectionStatus",
+    "ProjectionWorker",
+    "Projector",
     "RecordedEvent",
     "Repository",
     "SchemaError",
@@ -106,6 +125,7 @@ __all__ = [
     "StoreConnectionError",
     "StoreError",
     "StreamAppend",
+    "Subscription",
     "UnitOfWork",
     "UnitOfWorkError",
     "UnknownEventTypeError",
@@ -122,7 +142,9 @@ __all__ = [
     "message_context",
     "new_event_id",
     "postgres_engine",
+    "projects",
     "retry_on_conflict",
     "sqlite_engine",
     "upcaster",
+    "wait_for_projection",
 ]

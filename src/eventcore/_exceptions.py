@@ -18,6 +18,8 @@ EventcoreError
 ├── AggregateNotFoundError               no events for that aggregate id (or before that point)
 ├── AggregateError                       an aggregate class or instance is misused
 ├── UnitOfWorkError                      a unit of work is used outside its life cycle
+├── ProjectionError                      a projector is declared wrongly or keeps failing
+│   └── CatchUpTimeoutError              a projection did not reach a position in time
 └── StoreError                           the storage backend failed
     ├── StoreConnectionError             the connection was closed, dropped or unreachable
     ├── SchemaError                      the event tables are missing or not as expected
@@ -32,6 +34,7 @@ from __future__ import annotations
 __all__ = [
     "AggregateError",
     "AggregateNotFoundError",
+    "CatchUpTimeoutError",
     "ConcurrencyError",
     "DuplicateEventError",
     "EventDeserializationError",
@@ -41,6 +44,7 @@ __all__ = [
     "InvalidEventError",
     "InvalidStreamIdError",
     "PayloadTooLargeError",
+    "ProjectionError",
     "SchemaError",
     "StoreConnectionError",
     "StoreError",
@@ -172,6 +176,14 @@ class AggregateError(EventcoreError):
 
 class UnitOfWorkError(EventcoreError):
     """A unit of work was used outside its `async with` block, or after it committed."""
+
+
+class ProjectionError(EventcoreError):
+    """A projector is declared wrongly, or failed on an event and gave up (it stopped)."""
+
+
+class CatchUpTimeoutError(ProjectionError, TimeoutError):
+    """A projection did not process the log up to the awaited position in time."""
 
 
 class StoreError(EventcoreError):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from eventcore._application._projector import ProjectionContext, Projector
 from eventcore._application._repository import Repository, take_snapshot_if_due
 from eventcore._domain._aggregate import Aggregate
-from eventcore._domain._metadata import NewEvent
+from eventcore._domain._metadata import NewEvent, RecordedEvent
 from eventcore._exceptions import AggregateError, UnitOfWorkError
 from eventcore._persistence._store import AppendResult, EventStore, EventStoreSession, StreamAppend
 
@@ -30,6 +32,11 @@ class UnitOfWork:
     commit or roll back together with the events. Leaving the block without `commit()`
     rolls everything back.
 
+    `projectors` are inline projections: at commit, after the append and inside the
+    same transaction, each new event goes through each of them, so the read model is
+    never behind the events (on `InMemoryEventStore`, which has no transactions, they
+    run right after the append).
+
     ```python
     async with UnitOfWork(store) as uow:
         section = await uow.repository(Section).get("cs101")
@@ -39,8 +46,9 @@ class UnitOfWork:
     ```
     """
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, *, projectors: Sequence[Projector] = ()) -> None:
         self._store = store
+        self._projectors = list(projectors)
         self._context: AbstractAsyncContextManager[EventStoreSession] | None = None
         self._session: EventStoreSession | None = None
         self._seen: dict[str, Aggregate] = {}
@@ -105,7 +113,15 @@ class UnitOfWork:
             for a in dirty
         ]
         self._finished = True
-        results = await session.commit(appends)
+
+        async def project_inline(results: list[AppendResult]) -> None:
+            for recorded in _recorded(dirty, results):
+                context = ProjectionContext(recorded, session)
+                for projector in self._projectors:
+                    await projector.project(recorded, context)
+
+        hook = project_inline if self._projectors and dirty else None
+        results = await session.commit(appends, before_commit=hook)
         for aggregate in dirty:
             previous = aggregate.committed_version
             self._committed.extend((aggregate.id, e) for e in aggregate.pending_events)
@@ -123,3 +139,31 @@ class UnitOfWork:
     def committed_events(self) -> list[tuple[str, NewEvent]]:
         """`(stream_id, event)` pairs committed by `commit()`, in order, for dispatching."""
         return list(self._committed)
+
+
+def _recorded(aggregates: list[Aggregate], results: list[AppendResult]) -> list[RecordedEvent]:
+    """The just-appended events as `RecordedEvent`s (their transaction id is not known)."""
+    now = datetime.now(UTC)
+    recorded = []
+    for aggregate, result in zip(aggregates, results, strict=True):
+        pending = aggregate.pending_events
+        first = result.next_expected_version - len(pending) + 1
+        for offset, (new, position) in enumerate(
+            zip(pending, result.global_positions, strict=True)
+        ):
+            event = new.event
+            recorded.append(
+                RecordedEvent(
+                    event,
+                    new.event_id,
+                    aggregate.id,
+                    type(aggregate).aggregate_type,
+                    first + offset,
+                    position,
+                    now,
+                    type(event).event_type_name,
+                    type(event).event_schema_version,
+                    new.metadata,
+                )
+            )
+    return recorded

@@ -122,6 +122,10 @@ class EventRegistry:
         except KeyError:
             raise UnknownEventTypeError(type_name) from None
 
+    def names_of(self, cls: type[DomainEvent]) -> list[str]:
+        """Every stored type name that decodes to `cls`: its own and its aliases."""
+        return [name for name, known in self._classes.items() if _same_class(known, cls)]
+
     def __contains__(self, type_name: object) -> bool:
         return type_name in self._classes
 

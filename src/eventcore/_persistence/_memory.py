@@ -25,6 +25,7 @@ from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
 from eventcore._persistence._store import (
     AppendResult,
+    BeforeCommit,
     EventStoreSession,
     ExpectedVersion,
     StreamAppend,
@@ -68,6 +69,7 @@ class InMemoryEventStore:
         self._by_id: dict[uuid.UUID, _Row] = {}
         self._snapshots = InMemorySnapshotStore()
         self._signal = AppendSignal()
+        self._checkpoints: dict[str, LogPosition] = {}
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -134,6 +136,24 @@ class InMemoryEventStore:
 
     def _version(self, stream_id: str) -> int:
         return len(self._streams.get(stream_id, ()))
+
+    async def log_head(self) -> int:
+        """The highest global position so far (0 for an empty log)."""
+        return len(self._log)
+
+    async def log_position_of(self, global_position: int) -> LogPosition | None:
+        """The log position of the event at `global_position`, if there is one."""
+        return LogPosition(0, global_position) if 0 < global_position <= len(self._log) else None
+
+    async def load_checkpoints(self, names: list[str] | None = None) -> dict[str, LogPosition]:
+        """The checkpoints of the named subscribers (all of them when `None`)."""
+        if names is None:
+            return dict(self._checkpoints)
+        return {name: self._checkpoints[name] for name in names if name in self._checkpoints}
+
+    async def delete_checkpoint(self, name: str) -> None:
+        """Forget subscriber `name`'s checkpoint."""
+        self._checkpoints.pop(name, None)
 
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 when it does not exist)."""
@@ -245,6 +265,10 @@ class _InMemorySession:
     def __init__(self, store: InMemoryEventStore) -> None:
         self._store = store
         self._done = False
+        self._checkpoints: dict[str, LogPosition] = {}
+
+    async def save_checkpoint(self, name: str, position: LogPosition) -> None:
+        self._checkpoints[name] = position
 
     async def read_stream(
         self,
@@ -265,11 +289,18 @@ class _InMemorySession:
             limit=limit,
         )
 
-    async def commit(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+    async def commit(
+        self, appends: Sequence[StreamAppend], *, before_commit: BeforeCommit | None = None
+    ) -> list[AppendResult]:
         if self._done:
             raise UnitOfWorkError("this session has already been committed or rolled back")
         self._done = True
-        return await self._store.append_streams(appends)
+        results = await self._store.append_streams(appends)
+        # In memory there is no transaction to undo: the hook runs after the append.
+        if before_commit is not None and not all(r.already_stored for r in results):
+            await before_commit(results)
+        self._store._checkpoints.update(self._checkpoints)
+        return results
 
     async def rollback(self) -> None:
         self._done = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +15,7 @@ from eventcore._persistence._snapshots import SnapshotStore
 
 __all__ = [
     "AppendResult",
+    "BeforeCommit",
     "EventStore",
     "EventStoreSession",
     "ExpectedVersion",
@@ -64,6 +65,10 @@ class AppendResult:
     already_stored: bool = False
 
 
+BeforeCommit = Callable[[list[AppendResult]], Awaitable[None]]
+"""A hook that runs inside a session's transaction, after its append, before its commit."""
+
+
 @runtime_checkable
 class EventStoreSession(Protocol):
     """One transaction against an event store, driven by a unit of work.
@@ -85,10 +90,22 @@ class EventStoreSession(Protocol):
         """Read a stream, like [`EventStore.read_stream`][eventcore.EventStore.read_stream]."""
         ...
 
-    async def commit(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+    async def save_checkpoint(self, name: str, position: LogPosition) -> None:
+        """Record that subscriber `name` has processed the log up to `position`.
+
+        It commits with the session, so a read model's writes and its checkpoint are
+        stored together or not at all (an exactly-once effect).
+        """
+        ...
+
+    async def commit(
+        self, appends: Sequence[StreamAppend], *, before_commit: BeforeCommit | None = None
+    ) -> list[AppendResult]:
         """Append to the streams and commit them with the session's other writes, atomically.
 
         Raises (and commits nothing) if any stream's expected version does not hold.
+        `before_commit` runs after the append, inside the transaction, with the append's
+        results (inline projections write there); if it raises, nothing is committed.
         """
         ...
 
@@ -184,6 +201,22 @@ class EventStore(Protocol):
 
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 when it does not exist)."""
+        ...
+
+    async def log_head(self) -> int:
+        """The highest global position committed so far (0 for an empty log)."""
+        ...
+
+    async def log_position_of(self, global_position: int) -> LogPosition | None:
+        """The log position of the event at `global_position`, if there is one."""
+        ...
+
+    async def load_checkpoints(self, names: list[str] | None = None) -> dict[str, LogPosition]:
+        """The checkpoints of the named subscribers (all of them when `None`)."""
+        ...
+
+    async def delete_checkpoint(self, name: str) -> None:
+        """Forget subscriber `name`'s checkpoint: it starts again from the beginning."""
         ...
 
     def session(self) -> AbstractAsyncContextManager[EventStoreSession]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+import anyio
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import PoolProxiedConnection
@@ -79,12 +80,12 @@ class ConnectionLease:
             raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
 
     async def _give_back(self, pooled: PoolProxiedConnection, reusable: bool) -> None:
-        if not reusable:
-            await greenlet_spawn(pooled.invalidate)
-        elif len(self._idle) < self._keep:
+        if reusable and len(self._idle) < self._keep:
             self._idle.append(pooled)
-        else:
-            await greenlet_spawn(pooled.close)
+            return
+        # Shielded: even a cancelled caller must not leave the connection checked out.
+        with anyio.CancelScope(shield=True):
+            await greenlet_spawn(pooled.close if reusable else pooled.invalidate)
 
     async def close(self) -> None:
         """Give the idle connections up (closed, rather than back to the pool).

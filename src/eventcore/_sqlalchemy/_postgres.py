@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
+import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
@@ -30,7 +31,7 @@ from eventcore._exceptions import (
 )
 from eventcore._persistence._codec import PreparedAppend
 from eventcore._persistence._signal import AppendSignal
-from eventcore._persistence._store import AppendResult, ExpectedVersion
+from eventcore._persistence._store import AppendResult, BeforeCommit, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
 from eventcore._sqlalchemy._postgres_snapshots import PostgresSnapshotStore
@@ -149,17 +150,20 @@ class PostgresBackend:
         def wake(*_: object) -> None:
             self.signal.notify()
 
+        healthy = False
         try:
             await conn.add_listener(self.channel, wake)
             try:
                 yield self.signal
             finally:
-                await conn.remove_listener(self.channel, wake)
-        except _DRIVER_ERRORS:
-            await greenlet_spawn(pooled.invalidate)
-            raise
-        else:
-            await greenlet_spawn(pooled.close)
+                with anyio.CancelScope(shield=True):
+                    await conn.remove_listener(self.channel, wake)
+                    healthy = True
+        finally:
+            # Shielded: a cancelled watcher must still give its connection back (a
+            # connection still listening is closed rather than pooled).
+            with anyio.CancelScope(shield=True):
+                await greenlet_spawn(pooled.close if healthy else pooled.invalidate)
 
     async def _append_with_retries(
         self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
@@ -306,6 +310,18 @@ class PostgresBackend:
             transaction_id,
         )  # fmt: skip
 
+    async def log_head(self) -> int:
+        """The highest global position committed so far."""
+        head: int = await self._lease.run(lambda conn: conn.fetchval(self._sql.log_head))
+        return head
+
+    async def log_position_of(self, global_position: int) -> LogPosition | None:
+        """The log position of the event at `global_position`, if there is one."""
+        tx = await self._lease.run(
+            lambda conn: conn.fetchval(self._sql.position_of, global_position)
+        )
+        return None if tx is None else LogPosition(tx, global_position)
+
     async def read_log(
         self,
         after: LogPosition,
@@ -385,9 +401,14 @@ class PostgresSession(BackendSession[asyncpg.Connection]):
         super().__init__(backend, conn, driver)
         self._backend = backend
 
-    async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+    async def commit_prepared(
+        self, appends: Sequence[PreparedAppend], before_commit: BeforeCommit | None
+    ) -> list[AppendResult]:
         """Append and commit together with the writes made on `connection`."""
         self._begin_commit()
+        if before_commit is not None and appends and not self._driver.is_in_transaction():
+            # The hook writes in the append's transaction, so there must be one.
+            await self._conn.exec_driver_sql("SELECT 1")
         if not self._driver.is_in_transaction():
             # Nothing else was written: the append alone is the transaction.
             results = await self._backend.append_streams(appends, self._driver) if appends else []
@@ -409,6 +430,12 @@ class PostgresSession(BackendSession[asyncpg.Connection]):
         if results and all(r.already_stored for r in results):
             await self._conn.rollback()  # the earlier attempt committed these writes already
             return results
+        try:
+            if before_commit is not None:
+                await before_commit(results)
+        except BaseException:
+            await self._conn.rollback()
+            raise
         try:
             await self._conn.commit()
         except Exception as error:

@@ -31,6 +31,8 @@ class PostgresSql:
     read_backwards_as_of: str
     read_all: str
     read_log: str
+    log_head: str
+    position_of: str
     notify: str = "SELECT pg_notify($1, '')"
 
     @classmethod
@@ -63,6 +65,10 @@ class PostgresSql:
                 "AND ($3::text[] IS NULL OR event_type = ANY($3)) "
                 "AND ($4::text[] IS NULL OR stream_type = ANY($4)) "
                 "ORDER BY global_position LIMIT $2"
+            ),
+            log_head=f"SELECT coalesce(max(global_position), 0) FROM {ev}",
+            position_of=(
+                f"SELECT transaction_id::text::bigint FROM {ev} WHERE global_position = $1"
             ),
             # Only transactions older than the oldest one still running: those can no
             # longer commit anything, so nothing will ever appear before what we return.

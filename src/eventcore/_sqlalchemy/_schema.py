@@ -104,6 +104,7 @@ class EventStoreTables:
         self.metadata = metadata if metadata is not None else MetaData()
         self.events = _events_table(self.metadata, f"{prefix}events", schema)
         self.snapshots = _snapshots_table(self.metadata, f"{prefix}snapshots", schema)
+        self.checkpoints = _checkpoints_table(self.metadata, f"{prefix}checkpoints", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -159,6 +160,18 @@ def _snapshots_table(metadata: MetaData, name: str, schema: str | None) -> Table
     )
 
 
+def _checkpoints_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("name", String(255), primary_key=True),
+        Column("transaction_id", BigInteger(), nullable=False),
+        Column("global_position", BigInteger(), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        schema=schema,
+    )
+
+
 async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
@@ -169,5 +182,5 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
     async with engine.begin() as conn:
         if tables.schema and engine.dialect.name == "postgresql":
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
-        own = [tables.events, tables.snapshots]
+        own = [tables.events, tables.snapshots, tables.checkpoints]
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))

@@ -28,7 +28,7 @@ from eventcore._exceptions import (
 )
 from eventcore._persistence._codec import PreparedAppend, decode_row
 from eventcore._persistence._signal import AppendSignal
-from eventcore._persistence._store import AppendResult
+from eventcore._persistence._store import AppendResult, BeforeCommit
 from eventcore._persistence._versioning import (
     check_all_or_none_stored,
     check_already_stored,
@@ -277,6 +277,20 @@ class SqliteBackend:
                 return
             position = batch[-1].global_position
 
+    async def log_head(self) -> int:
+        """The highest global position committed so far."""
+        query = select(func.coalesce(func.max(self._events.c.global_position), 0))
+        async with _translated_errors(), self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def log_position_of(self, global_position: int) -> LogPosition | None:
+        """The log position of the event at `global_position`, if there is one."""
+        ev = self._events
+        query = select(ev.c.global_position).where(ev.c.global_position == global_position)
+        async with _translated_errors(), self._engine.connect() as conn:
+            found = (await conn.execute(query)).first()
+        return None if found is None else LogPosition(0, global_position)
+
     async def read_log(
         self,
         after: LogPosition,
@@ -311,16 +325,21 @@ class SqliteSession(BackendSession[AsyncConnection]):
         super().__init__(backend, conn, conn)
         self._backend = backend
 
-    async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+    async def commit_prepared(
+        self, appends: Sequence[PreparedAppend], before_commit: BeforeCommit | None
+    ) -> list[AppendResult]:
         """Append and commit together with the writes made on `connection`."""
         self._begin_commit()
         try:
             results = await self._backend.append_in_transaction(self._conn, appends)
+            stored = bool(results) and all(r.already_stored for r in results)
+            if before_commit is not None and not stored:
+                await before_commit(results)
         except BaseException:
             await self._conn.rollback()
             raise
         async with _translated_errors():
-            if results and all(r.already_stored for r in results):
+            if stored:
                 await self._conn.rollback()  # an idempotent retry: keep the first attempt's writes
             else:
                 await self._conn.commit()

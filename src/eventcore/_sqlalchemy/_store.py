@@ -23,7 +23,13 @@ from eventcore._persistence._codec import (
 )
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
-from eventcore._persistence._store import AppendResult, ExpectedVersion, StreamAppend
+from eventcore._persistence._store import (
+    AppendResult,
+    BeforeCommit,
+    ExpectedVersion,
+    StreamAppend,
+)
+from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 
 if TYPE_CHECKING:
@@ -48,7 +54,9 @@ class _BackendSession(Protocol):
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
 
-    async def commit_prepared(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]: ...
+    async def commit_prepared(
+        self, appends: Sequence[PreparedAppend], before_commit: BeforeCommit | None
+    ) -> list[AppendResult]: ...
 
     async def rollback(self) -> None: ...
 
@@ -85,6 +93,7 @@ class SqlAlchemyEventStore:
         self.tables = tables or EventStoreTables()
         self._max_payload_bytes = max_payload_bytes
         self._backend = _backend_for(engine, self.tables, registry or default_registry)
+        self._checkpoints = SqlAlchemyCheckpoints(engine, self.tables)
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -182,6 +191,22 @@ class SqlAlchemyEventStore:
         """Return the stream's current version (0 when it does not exist)."""
         return await self._backend.stream_version(validate_stream_id(stream_id))
 
+    async def log_head(self) -> int:
+        """The highest global position committed so far (0 for an empty log)."""
+        return await self._backend.log_head()
+
+    async def log_position_of(self, global_position: int) -> LogPosition | None:
+        """The log position of the event at `global_position`, if there is one."""
+        return await self._backend.log_position_of(global_position)
+
+    async def load_checkpoints(self, names: list[str] | None = None) -> dict[str, LogPosition]:
+        """The checkpoints of the named subscribers (all of them when `None`)."""
+        return await self._checkpoints.load_all(names)
+
+    async def delete_checkpoint(self, name: str) -> None:
+        """Forget subscriber `name`'s checkpoint: it starts again from the beginning."""
+        await self._checkpoints.delete(name)
+
     def watch(self) -> AbstractAsyncContextManager[AppendSignal]:
         """Be woken when events are appended, while the block is open.
 
@@ -195,15 +220,22 @@ class SqlAlchemyEventStore:
     async def session(self) -> AsyncIterator[SqlAlchemySession]:
         """Open a transaction for a unit of work; it rolls back unless committed."""
         async with self._backend.session() as inner:
-            yield SqlAlchemySession(inner, self._max_payload_bytes)
+            yield SqlAlchemySession(inner, self._max_payload_bytes, self._checkpoints)
 
 
 class SqlAlchemySession:
     """A unit of work's transaction; its `connection` carries your own writes."""
 
-    def __init__(self, inner: _BackendSession, max_payload_bytes: int) -> None:
+    def __init__(
+        self, inner: _BackendSession, max_payload_bytes: int, checkpoints: SqlAlchemyCheckpoints
+    ) -> None:
         self._inner = inner
         self._max_payload_bytes = max_payload_bytes
+        self._checkpoints = checkpoints
+
+    async def save_checkpoint(self, name: str, position: LogPosition) -> None:
+        """Record subscriber `name`'s checkpoint in this session's transaction."""
+        await self._checkpoints.save(self.connection, name, position)
 
     @property
     def connection(self) -> AsyncConnection:
@@ -231,14 +263,20 @@ class SqlAlchemySession:
             limit=limit,
         )
 
-    async def commit(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        """Append to the streams and commit with the connection's other writes, atomically."""
+    async def commit(
+        self, appends: Sequence[StreamAppend], *, before_commit: BeforeCommit | None = None
+    ) -> list[AppendResult]:
+        """Append to the streams and commit with the connection's other writes, atomically.
+
+        `before_commit` runs inside the transaction after the append (see
+        `EventStoreSession.commit`).
+        """
         try:
             prepared = encode_appends(appends, self._max_payload_bytes)
         except BaseException:
             await self._inner.rollback()
             raise
-        return await self._inner.commit_prepared(prepared)
+        return await self._inner.commit_prepared(prepared, before_commit)
 
     async def rollback(self) -> None:
         """Discard everything done in the session."""

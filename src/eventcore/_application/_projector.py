@@ -1,0 +1,99 @@
+"""`Projector`: a read model kept up to date from events, one handler per event type."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from eventcore._domain._events import DomainEvent, EventRegistry, default_registry
+from eventcore._domain._handlers import collect_handlers
+from eventcore._domain._metadata import RecordedEvent
+from eventcore._exceptions import ProjectionError
+from eventcore._persistence._store import EventStoreSession
+
+__all__ = ["ProjectionContext", "Projector", "projects"]
+
+_MARK = "__eventcore_projects__"
+_H = TypeVar("_H", bound=Callable[..., Awaitable[None]])
+
+
+def projects(handler: _H) -> _H:
+    """Mark an async method of a `Projector` as the handler of one event type.
+
+    The event type is read from the annotation of the event parameter; the second
+    parameter is the [`ProjectionContext`][eventcore.ProjectionContext]:
+
+    ```python
+    @projects
+    async def _registered(self, event: StudentRegistered, context: ProjectionContext) -> None:
+        await context.connection.execute(insert(roster).values(student=event.student_id))
+    ```
+    """
+    setattr(handler, _MARK, True)
+    return handler
+
+
+class ProjectionContext:
+    """What a projector's handler gets besides the event: where it stands, where to write."""
+
+    def __init__(self, recorded: RecordedEvent, session: EventStoreSession) -> None:
+        self.recorded = recorded
+        """The event as stored: ids, stream, version, positions, metadata."""
+        self._session = session
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The transaction's SQLAlchemy connection: write the read model here.
+
+        The projection's checkpoint commits in the same transaction, so every event
+        changes the read model exactly once, even across crashes and restarts.
+        """
+        connection: Any = getattr(self._session, "connection", None)
+        if not isinstance(connection, AsyncConnection):
+            raise ProjectionError("this store has no SQLAlchemy connection to write a read model")
+        return connection
+
+
+class Projector:
+    """Base class of projectors: named, with one `@projects` handler per event type.
+
+    The `name` (a class keyword, default: the class name) identifies the projection's
+    checkpoint: keep it stable. Events without a handler are skipped (they are not even
+    read, the subscription filters by type).
+
+    Handlers of an asynchronous projection (run by a
+    [`ProjectionWorker`][eventcore.ProjectionWorker]) take effect exactly once for writes
+    on `context.connection`; anything else they do (an e-mail, a call to another
+    service) happens at least once, so make it idempotent, keyed by
+    `context.recorded.event_id`.
+    """
+
+    name: ClassVar[str] = "Projector"
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = name or cls.__name__
+
+    @classmethod
+    def handlers(cls) -> dict[type[DomainEvent], Callable[..., Awaitable[None]]]:
+        """The handler method of each event class this projector handles."""
+        cached: dict[type[DomainEvent], Callable[..., Awaitable[None]]] | None
+        cached = cls.__dict__.get("_eventcore_handlers")
+        if cached is None:
+            cached = collect_handlers(cls, _MARK, ProjectionError)
+            cls._eventcore_handlers = cached  # type: ignore[attr-defined]
+        return cached
+
+    @classmethod
+    def event_types(cls, registry: EventRegistry | None = None) -> list[str]:
+        """The stored type names this projector reads (aliases included)."""
+        registry = registry or default_registry
+        return sorted({name for c in cls.handlers() for name in registry.names_of(c)})
+
+    async def project(self, recorded: RecordedEvent, context: ProjectionContext) -> None:
+        """Apply one event to the read model (called by workers and units of work)."""
+        handler = type(self).handlers().get(type(recorded.event))
+        if handler is not None:
+            await handler(self, recorded.event, context)

@@ -1,0 +1,78 @@
+"""Subscriber checkpoints in the `checkpoints` table, written in the subscriber's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventcore._domain._metadata import LogPosition
+from eventcore._exceptions import SchemaError, StoreError
+from eventcore._sqlalchemy._schema import EventStoreTables
+
+__all__ = ["SqlAlchemyCheckpoints"]
+
+
+class SqlAlchemyCheckpoints:
+    """Reads and writes the checkpoints of named subscribers."""
+
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
+        self._engine = engine
+        self._table = tables.checkpoints
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    async def load(self, name: str) -> LogPosition:
+        """The checkpoint of `name` (the start of the log if it has none)."""
+        return (await self.load_all([name])).get(name, LogPosition())
+
+    async def load_all(self, names: list[str] | None = None) -> dict[str, LogPosition]:
+        """The checkpoints of `names` (all of them when `None`)."""
+        t = self._table
+        query = select(t.c.name, t.c.transaction_id, t.c.global_position)
+        if names is not None:
+            query = query.where(t.c.name.in_(names))
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except SQLAlchemyError as error:
+            raise _error("cannot read checkpoints", error) from error
+        return {name: LogPosition(tx, position) for name, tx, position in rows}
+
+    async def save(self, conn: AsyncConnection, name: str, position: LogPosition) -> None:
+        """Store `name`'s checkpoint on `conn`, inside the caller's transaction."""
+        t = self._table
+        values = {
+            "name": name,
+            "transaction_id": position.transaction_id,
+            "global_position": position.global_position,
+        }
+        statement = self._insert(t).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.c.name],
+            set_={
+                "transaction_id": statement.excluded.transaction_id,
+                "global_position": statement.excluded.global_position,
+                "updated_at": func.now(),
+            },
+        )
+        try:
+            await conn.execute(statement)
+        except SQLAlchemyError as error:
+            raise _error(f"cannot save the checkpoint of {name!r}", error) from error
+
+    async def delete(self, name: str) -> None:
+        """Forget `name`'s checkpoint: it starts again from the beginning of the log."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(self._table.delete().where(self._table.c.name == name))
+        except SQLAlchemyError as error:
+            raise _error(f"cannot reset the checkpoint of {name!r}", error) from error
+
+
+def _error(message: str, error: SQLAlchemyError) -> StoreError:
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(error):
+        return SchemaError(f"{message}: {error!r} (run create_schema() or your migrations)")
+    return StoreError(f"{message}: {error!r}")
