@@ -24,6 +24,7 @@ from eventcore import EventStoreTables, SqlAlchemyEventStore, postgres_engine
 
 __all__ = [
     "Bench",
+    "Latency",
     "Outcome",
     "Throughput",
     "alternate",
@@ -147,6 +148,61 @@ class Throughput:
         }
 
 
+@dataclass(frozen=True)
+class Latency:
+    """Latencies of eventcore alone (there is no raw side); `target` is the maximum p99.
+
+    Printed in the table as the p99 (the p50 and the rest under the row); the JSON
+    has `p50_ms`, `p99_ms`, `target` (ms) and `met`, and the scenario's extra figures.
+    """
+
+    scenario: str
+    p50_ms: float
+    p99_ms: float
+    target: float
+    extras: dict[str, float] = field(default_factory=dict)
+    remarks: tuple[str, ...] = ()
+
+    @classmethod
+    def from_samples(
+        cls,
+        scenario: str,
+        samples_ms: Sequence[float],
+        target: float,
+        *,
+        extras: dict[str, float] | None = None,
+        remarks: tuple[str, ...] = (),
+    ) -> Latency:
+        """Summarise latency samples (ms) by their 50th and 99th percentiles."""
+        cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
+        return cls(scenario, cuts[49], cuts[98], target, extras or {}, remarks)
+
+    @property
+    def met(self) -> bool:
+        """Whether the p99 stayed below the target."""
+        return self.p99_ms < self.target
+
+    def cells(self) -> tuple[str, str, str, str]:
+        """Table cells (see `Outcome.cells`): the p99, no raw figure, no ratio."""
+        verdict = "PASS" if self.met else "MISS"
+        return (f"p99 {self.p99_ms:.1f} ms", "-", "-", f"p99 < {self.target:.0f} ms {verdict}")
+
+    def notes(self) -> list[str]:
+        """Extra lines printed under the row: the p50 first."""
+        return [f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms", *self.remarks]
+
+    def as_json(self) -> dict[str, object]:
+        """The JSON object of this result."""
+        return {
+            "scenario": self.scenario,
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "target": self.target,
+            "met": self.met,
+            **{key: round(value, 3) for key, value in self.extras.items()},
+        }
+
+
 def median(values: Sequence[float]) -> float:
     """The median of the rounds."""
     return statistics.median(values)
@@ -206,7 +262,7 @@ async def open_bench(url: str, *, quick: bool, rounds: int) -> AsyncIterator[Ben
 
 
 async def _check_same_tables(conn: Conn, ours: str, raws: str) -> None:
-    for table in ("eventcore_events", "eventcore_snapshots"):
+    for table in ("eventcore_events", "eventcore_snapshots", "eventcore_checkpoints"):
         expected = await table_definition(conn, ours, table)
         actual = await table_definition(conn, raws, table)
         if expected != actual:

@@ -37,6 +37,7 @@ CREATE TABLE {s}.eventcore_events (
     CONSTRAINT eventcore_events_stream_version_key UNIQUE (stream_id, version)
 );
 CREATE UNIQUE INDEX eventcore_events_event_id_key ON {s}.eventcore_events (event_id);
+CREATE INDEX eventcore_events_log_order ON {s}.eventcore_events (transaction_id, global_position);
 CREATE TABLE {s}.eventcore_snapshots (
     stream_id varchar(255) PRIMARY KEY,
     aggregate_type varchar(255) NOT NULL,
@@ -45,6 +46,12 @@ CREATE TABLE {s}.eventcore_snapshots (
     state jsonb NOT NULL,
     recorded_at timestamptz,
     taken_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {s}.eventcore_checkpoints (
+    name varchar(255) PRIMARY KEY,
+    transaction_id bigint NOT NULL,
+    global_position bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
 );
 """
 
@@ -106,6 +113,27 @@ class RawEventStore:
         self._select_after = f"{self._select} AND version > $2 ORDER BY version"
         self._select_snapshot = (
             f"SELECT version, state FROM {snapshots} WHERE stream_id = $1 AND aggregate_type = $2"
+        )
+        # The gap-free log read: only transactions older than the oldest running one.
+        # The converted transaction id gets another name: under its own, ORDER BY would
+        # sort by the converted output column and could not use the index.
+        self._read_log = (
+            f"SELECT stream_id, version, data, transaction_id::text::bigint AS tx, "
+            "global_position "
+            f"FROM {events} WHERE (transaction_id, global_position) > ($1::text::xid8, $2) "
+            "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+            "AND event_type = ANY($4::text[]) "
+            "ORDER BY transaction_id, global_position LIMIT $3"
+        )
+        self._select_checkpoint = (
+            f'SELECT transaction_id, global_position FROM "{schema}".eventcore_checkpoints '
+            "WHERE name = $1"
+        )
+        self._upsert_checkpoint = (
+            f'INSERT INTO "{schema}".eventcore_checkpoints (name, transaction_id, '
+            "global_position) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET "
+            "transaction_id = excluded.transaction_id, "
+            "global_position = excluded.global_position, updated_at = now()"
         )
         self._upsert_snapshot = (
             f"INSERT INTO {snapshots} (stream_id, aggregate_type, version, schema_version, "
@@ -170,6 +198,23 @@ class RawEventStore:
             return None, await self.load(conn, stream_id)
         rows = await conn.fetch(self._select_after, stream_id, snapshot[0])
         return json.loads(snapshot[1]), [json.loads(row[2]) for row in rows]
+
+    async def read_log(
+        self, conn: Conn, after: tuple[int, int], limit: int, event_types: list[str]
+    ) -> list[asyncpg.Record]:
+        """The next committed events after `after` (transaction id, position), in commit
+        order: rows of (stream_id, version, data as text, transaction_id, global_position).
+        """
+        return await conn.fetch(self._read_log, str(after[0]), after[1], limit, event_types)
+
+    async def load_checkpoint(self, conn: Conn, name: str) -> tuple[int, int]:
+        """Subscriber `name`'s checkpoint: (transaction id, position), (0, 0) if none."""
+        row = await conn.fetchrow(self._select_checkpoint, name)
+        return (0, 0) if row is None else (row[0], row[1])
+
+    async def save_checkpoint(self, conn: Conn, name: str, after: tuple[int, int]) -> None:
+        """Store (or move) subscriber `name`'s checkpoint, in the caller's transaction."""
+        await conn.execute(self._upsert_checkpoint, name, after[0], after[1])
 
 
 async def table_definition(conn: Conn, schema: str, table: str) -> list[str]:

@@ -61,6 +61,10 @@ def scenario(name: str) -> Callable[[ScenarioFn], ScenarioFn]:
 _PER_STREAM = 10  # events per stream in append_single: new streams and growing ones
 _BATCH = 100  # events per transaction in append_batch
 _MIN_SCALING = 1.2  # 32 writers below this multiple of 1 writer's throughput: serialised
+# append_concurrent as the foundation issue measured it (docs/benchmarks.md), before the
+# gap-free log's (transaction_id, global_position) index: it should stay within 15 %.
+_FOUNDATION_CONCURRENT_PER_S = 7_959
+_FOUNDATION_CONCURRENT_RATIO = 0.79
 
 
 async def _ec_appends(bench: Bench, streams: list[str], per_stream: int) -> None:
@@ -158,6 +162,7 @@ async def append_concurrent(bench: Bench) -> Outcome:
         bench.rounds,
     )
     ec_scaling, raw_scaling = median(ec32) / median(ec1), median(raw32) / median(raw1)
+    vs_foundation = median(ec32) / _FOUNDATION_CONCURRENT_PER_S
     verdict = (
         "scales" if ec_scaling >= _MIN_SCALING else "DOES NOT SCALE: a lock serialises appends?"
     )
@@ -171,11 +176,15 @@ async def append_concurrent(bench: Bench) -> Outcome:
             "raw_1_writer_per_s": median(raw1),
             "eventcore_scaling": ec_scaling,
             "raw_scaling": raw_scaling,
+            "foundation_per_s": _FOUNDATION_CONCURRENT_PER_S,
+            "vs_foundation": vs_foundation,
         },
         remarks=(
             f"scaling 1 -> {writers} writers: eventcore {median(ec1):,.0f}/s -> "
             f"{median(ec32):,.0f}/s (x{ec_scaling:.2f}); raw {median(raw1):,.0f}/s -> "
             f"{median(raw32):,.0f}/s (x{raw_scaling:.2f}): {verdict}",
+            f"foundation issue (no log-order index): {_FOUNDATION_CONCURRENT_PER_S:,}/s, "
+            f"ratio {_FOUNDATION_CONCURRENT_RATIO:.2f}; now x{vs_foundation:.2f} of that",
         ),
     )
 

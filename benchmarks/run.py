@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+import _projection_scenarios  # noqa: F401  (registers the projection scenarios)
 from _harness import Outcome, open_bench
 from _scenarios import SCENARIOS, warm_up
 

@@ -15,7 +15,7 @@ from eventcore._application._projection_worker import (
     ProjectionWorker,
     wait_for_projection,
 )
-from eventcore._application._projector import ProjectionContext, Projector, projects
+from eventcore._application._projector import OnFailure, ProjectionContext, Projector, projects
 from eventcore._application._repository import Repository
 from eventcore._application._retry import retry_on_conflict
 from eventcore._application._subscription import Subscription
@@ -51,6 +51,7 @@ from eventcore._exceptions import (
     EventTypeError,
     InvalidEventError,
     InvalidStreamIdError,
+    LeaseLostError,
     PayloadTooLargeError,
     ProjectionError,
     SchemaError,
@@ -62,6 +63,8 @@ from eventcore._exceptions import (
     UnsupportedBackendError,
     WrongExpectedVersionError,
 )
+from eventcore._persistence._dead_letters import DeadLetter
+from eventcore._persistence._leases import InProcessLeases, ProjectionLease, ProjectionLeases
 from eventcore._persistence._memory import InMemoryEventStore
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
@@ -74,6 +77,7 @@ from eventcore._persistence._store import (
     StreamAppend,
 )
 from eventcore._sqlalchemy._engines import postgres_engine, sqlite_engine
+from eventcore._sqlalchemy._projection_leases import PostgresLeases
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
 from eventcore._sqlalchemy._store import SqlAlchemyEventStore, SqlAlchemySession
@@ -89,6 +93,7 @@ __all__ = [
     "BeforeCommit",
     "CatchUpTimeoutError",
     "ConcurrencyError",
+    "DeadLetter",
     "DomainEvent",
     "DuplicateEventError",
     "EventDeserializationError",
@@ -103,14 +108,20 @@ __all__ = [
     "ExpectedVersion",
     "InMemoryEventStore",
     "InMemorySnapshotStore",
+    "InProcessLeases",
     "InvalidEventError",
     "InvalidStreamIdError",
+    "LeaseLostError",
     "LogPosition",
     "MessageContext",
     "NewEvent",
+    "OnFailure",
     "PayloadTooLargeError",
+    "PostgresLeases",
     "ProjectionContext",
     "ProjectionError",
+    "ProjectionLease",
+    "ProjectionLeases",
     "ProjectionStatus",
     "ProjectionWorker",
     "Projector",

@@ -19,7 +19,8 @@ EventcoreError
 ├── AggregateError                       an aggregate class or instance is misused
 ├── UnitOfWorkError                      a unit of work is used outside its life cycle
 ├── ProjectionError                      a projector is declared wrongly or keeps failing
-│   └── CatchUpTimeoutError              a projection did not reach a position in time
+│   ├── CatchUpTimeoutError              a projection did not reach a position in time
+│   └── LeaseLostError                   this process no longer holds a projector's lease
 └── StoreError                           the storage backend failed
     ├── StoreConnectionError             the connection was closed, dropped or unreachable
     ├── SchemaError                      the event tables are missing or not as expected
@@ -43,6 +44,7 @@ __all__ = [
     "EventcoreError",
     "InvalidEventError",
     "InvalidStreamIdError",
+    "LeaseLostError",
     "PayloadTooLargeError",
     "ProjectionError",
     "SchemaError",
@@ -184,6 +186,14 @@ class ProjectionError(EventcoreError):
 
 class CatchUpTimeoutError(ProjectionError, TimeoutError):
     """A projection did not process the log up to the awaited position in time."""
+
+
+class LeaseLostError(ProjectionError):
+    """This process lost a projector's lease (or another worker moved its checkpoint).
+
+    The batch in progress is rolled back, never applied twice; a
+    [`ProjectionWorker`][eventcore.ProjectionWorker] then competes for the lease again.
+    """
 
 
 class StoreError(EventcoreError):

@@ -322,4 +322,4 @@ def test_readme_and_docs_pages_are_collected() -> None:
     """README.md and the guide's pages with code are all found."""
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
     assert {"README.md", "docs/index.md", "docs/getting-started.md"} <= names
-    assert len([name for name in names if name.startswith("docs/concepts/")]) == 9
+    assert len([name for name in names if name.startswith("docs/concepts/")]) == 12

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
 
+from eventcore._application._dead_letters import (
+    Parking,
+    describe,
+    discard_dead_letters,
+    replay_dead_letters,
+)
 from eventcore._application._projector import ProjectionContext, Projector
 from eventcore._application._subscription import Subscription
 from eventcore._domain._metadata import LogPosition, RecordedEvent
-from eventcore._exceptions import CatchUpTimeoutError, ProjectionError
-from eventcore._persistence._store import EventStore
+from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProjectionError
+from eventcore._persistence._leases import ProjectionLease, ProjectionLeases, leases_for
+from eventcore._persistence._store import EventStore, EventStoreSession
 
 __all__ = ["ProjectionStatus", "ProjectionWorker", "wait_for_projection"]
 
@@ -41,7 +50,14 @@ class ProjectionWorker:
     so a crash or restart never applies an event twice or skips one. A batch that
     fails is retried `retries` times with exponential backoff; then the projector stops
     with a [`ProjectionError`][eventcore.ProjectionError] naming the event (and `run`
-    raises it).
+    raises it), unless it parks such events (`on_failure="park"`, see
+    [Dead letters](../concepts/dead-letters.md)).
+
+    Several workers (in several processes) may run the same projectors: each projector
+    runs in one of them at a time, the one holding its lease (`leases`, by default
+    the store's: PostgreSQL advisory locks, or in-process leases elsewhere). The others
+    try again every `lease_retry` seconds, and take over when the holder stops or dies
+    (see [Running projections](../how-to/running-projections.md)).
 
     ```python
     worker = ProjectionWorker(store, [RosterProjector()])
@@ -59,6 +75,8 @@ class ProjectionWorker:
         retries: int = 3,
         retry_delay: float = 0.05,
         max_wait: float = 1.0,
+        leases: ProjectionLeases | None = None,
+        lease_retry: float = 1.0,
     ) -> None:
         names = [p.name for p in projectors]
         if len(set(names)) != len(names):
@@ -69,38 +87,124 @@ class ProjectionWorker:
         self._retries = retries
         self._retry_delay = retry_delay
         self._max_wait = max_wait
+        self._leases = leases if leases is not None else leases_for(store)
+        self._lease_retry = lease_retry
+        self._held: dict[str, _Held] = {}  # the lease and checkpoint of running projectors
 
     async def run(self) -> None:
         """Follow the log with every projector until cancelled (or one gives up)."""
-        async with anyio.create_task_group() as group:
-            for projector in self.projectors:
-                group.start_soon(self._follow, projector)
+        try:
+            async with anyio.create_task_group() as group:
+                for projector in self.projectors:
+                    group.start_soon(self._follow, projector)
+        except BaseExceptionGroup as errors:
+            # The task group wraps a projector's failure (the others are cancelled).
+            if len(errors.exceptions) == 1 and isinstance(errors.exceptions[0], ProjectionError):
+                raise errors.exceptions[0] from errors.exceptions[0].__cause__
+            raise
 
     async def catch_up(self) -> int:
-        """Process everything readable now, then return how many events were applied."""
+        """Process everything readable now, then return how many events were applied.
+
+        Each projector runs under its lease. A projector whose lease another worker
+        holds is left to that worker, and waited for until it reaches the current head
+        (at most 10 s, then [`CatchUpTimeoutError`][eventcore.CatchUpTimeoutError]).
+        """
         applied = 0
         for projector in self.projectors:
-            async with self._subscription(projector, await self._checkpoint(projector)) as sub:
-                while batch := await sub.read():
-                    await self._apply_with_retries(projector, batch)
-                    applied += len(batch)
+            async with self._leases.hold(projector.name) as lease:
+                if lease is None:
+                    await self._wait_for_holder(projector)
+                    continue
+                async with self._holding(projector, lease) as sub:
+                    while batch := await sub.read():
+                        await self._apply_with_retries(projector, batch)
+                        applied += len(batch)
         return applied
 
     async def wait_for(self, position: LogPosition | int, *, timeout: float = 10.0) -> None:
-        """Wait until every projector has processed the log up to `position`."""
-        with anyio.fail_after(timeout):
-            for projector in self.projectors:
-                await wait_for_projection(self._store, projector, position, timeout=timeout)
+        """Wait until every projector has processed the log up to `position`.
+
+        Raises [`CatchUpTimeoutError`][eventcore.CatchUpTimeoutError], naming a projector
+        still behind, when they are not all there within `timeout` seconds.
+        """
+        deadline = anyio.current_time() + timeout
+        for projector in self.projectors:
+            left = max(deadline - anyio.current_time(), 0.0)
+            await wait_for_projection(self._store, projector, position, timeout=left)
 
     async def status(self) -> list[ProjectionStatus]:
         """The checkpoint and lag of each projector."""
         head = await self._store.log_head()
         return [await _status(self._store, p, head) for p in self.projectors]
 
+    async def replay_dead_letters(self, projector: str, *, stream_id: str | None = None) -> int:
+        """Run projector `projector` again on its parked events; return how many succeeded.
+
+        Each stream's events go in version order, one transaction each, which also
+        deletes the event's dead letter. Events that fail again stay parked, with their
+        `attempts` counted; for an ordered projector, so do the later ones of the stream.
+        """
+        return await replay_dead_letters(self._store, self._named(projector), stream_id=stream_id)
+
+    async def discard_dead_letters(
+        self,
+        projector: str,
+        *,
+        stream_id: str | None = None,
+        event_ids: Collection[uuid.UUID] | None = None,
+    ) -> int:
+        """Delete projector `projector`'s dead letters unreplayed; return how many.
+
+        All of them, or those of one stream, or of the given events. Later events of
+        their streams are handled normally again.
+        """
+        name = self._named(projector).name
+        return await discard_dead_letters(
+            self._store, name, stream_id=stream_id, event_ids=event_ids
+        )
+
+    def _named(self, name: str) -> Projector:
+        for projector in self.projectors:
+            if projector.name == name:
+                return projector
+        raise ProjectionError(f"this worker has no projector named {name!r}")
+
     async def _follow(self, projector: Projector) -> None:
-        async with self._subscription(projector, await self._checkpoint(projector)) as batches:
-            async for batch in batches:
-                await self._apply_with_retries(projector, batch)
+        """Run `projector` while this process holds its lease; else (or once lost) retry."""
+        while True:
+            try:
+                async with self._leases.hold(projector.name) as lease:
+                    if lease is not None:
+                        async with self._holding(projector, lease) as batches:
+                            async for batch in batches:
+                                await self._apply_with_retries(projector, batch)
+            except LeaseLostError as error:
+                _log.warning("projector %s stopped here: %s", projector.name, error)
+            await anyio.sleep(self._lease_retry)
+
+    @asynccontextmanager
+    async def _holding(
+        self, projector: Projector, lease: ProjectionLease
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe from the checkpoint; batches are guarded by `lease` meanwhile."""
+        checkpoint = await self._checkpoint(projector)
+        self._held[projector.name] = _Held(lease, checkpoint)
+        try:
+            async with self._subscription(projector, checkpoint) as batches:
+                yield batches
+        finally:
+            del self._held[projector.name]
+
+    async def _guard(self, projector: Projector, session: EventStoreSession) -> None:
+        held = self._held.get(projector.name)
+        if held is not None:
+            await held.lease.guard(session, held.checkpoint)
+
+    async def _wait_for_holder(self, projector: Projector) -> None:
+        head = await self._store.log_head()
+        if head:
+            await wait_for_projection(self._store, projector, head)
 
     def _subscription(self, projector: Projector, after: LogPosition) -> Subscription:
         return Subscription(
@@ -116,25 +220,50 @@ class ProjectionWorker:
         return found.get(projector.name, LogPosition())
 
     async def _apply_with_retries(self, projector: Projector, batch: list[RecordedEvent]) -> None:
-        for attempt in range(self._retries + 1):
+        poisoned: dict[uuid.UUID, str] = {}  # events to park, when the projector parks
+        attempt = 0
+        while True:
             try:
-                await self._apply(projector, batch)
+                await self._apply(projector, batch, poisoned)
                 return
             except _EventFailed as failure:
-                if attempt == self._retries:
+                if attempt < self._retries:
+                    _log.warning("projector %s failed, retrying: %r", projector.name, failure.cause)
+                    await anyio.sleep(self._retry_delay * 2**attempt)
+                    attempt += 1
+                    continue
+                if projector.on_failure != "park":
                     raise _gave_up(projector, failure, attempt + 1) from failure.__cause__
-                _log.warning("projector %s failed, retrying: %r", projector.name, failure.cause)
-                await anyio.sleep(self._retry_delay * 2**attempt)
+                poisoned[failure.recorded.event_id] = _parking(projector, failure)
+                attempt = 0
 
-    async def _apply(self, projector: Projector, batch: list[RecordedEvent]) -> None:
+    async def _apply(
+        self,
+        projector: Projector,
+        batch: list[RecordedEvent],
+        poisoned: Mapping[uuid.UUID, str] | None = None,
+    ) -> None:
         async with self._store.session() as session:
+            await self._guard(projector, session)  # before any write: fails if superseded
+            attempts = self._retries + 1
+            parking = await Parking.start(projector, session, batch, poisoned or {}, attempts)
             for recorded in batch:
+                if await parking.parked(recorded):
+                    continue
                 try:
                     await projector.project(recorded, ProjectionContext(recorded, session))
                 except Exception as error:
                     raise _EventFailed(recorded, error) from error
             await session.save_checkpoint(projector.name, batch[-1].log_position)
             await session.commit([])
+        if (held := self._held.get(projector.name)) is not None:
+            held.checkpoint = batch[-1].log_position
+
+
+@dataclass(slots=True)
+class _Held:
+    lease: ProjectionLease
+    checkpoint: LogPosition
 
 
 class _EventFailed(Exception):
@@ -151,6 +280,14 @@ def _gave_up(projector: Projector, failure: _EventFailed, attempts: int) -> Proj
         f"version {r.version} (log position {tuple(r.log_position)}) failed {attempts} "
         f"times: {failure.cause!r}"
     )
+
+
+def _parking(projector: Projector, failure: _EventFailed) -> str:
+    """Log that the failed event gets parked; return the error text to park it with."""
+    r = failure.recorded
+    _log.error("projector %s parks %s of stream %r version %d: %r", projector.name,
+               r.event_type, r.stream_id, r.version, failure.cause)  # fmt: skip
+    return describe(failure.cause)
 
 
 async def wait_for_projection(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,10 +13,13 @@ from eventcore._domain._metadata import RecordedEvent
 from eventcore._exceptions import ProjectionError
 from eventcore._persistence._store import EventStoreSession
 
-__all__ = ["ProjectionContext", "Projector", "projects"]
+__all__ = ["OnFailure", "ProjectionContext", "Projector", "projects"]
 
 _MARK = "__eventcore_projects__"
 _H = TypeVar("_H", bound=Callable[..., Awaitable[None]])
+
+OnFailure = Literal["stop", "park"]
+"""What a worker does with an event a projector still fails on after its retries."""
 
 
 def projects(handler: _H) -> _H:
@@ -68,13 +71,38 @@ class Projector:
     on `context.connection`; anything else they do (an e-mail, a call to another
     service) happens at least once, so make it idempotent, keyed by
     `context.recorded.event_id`.
+
+    When a handler keeps failing on an event, the class keyword `on_failure` decides:
+    `"stop"` (the default) stops the projector; `"park"` moves the event to the store's
+    dead letters and goes on, and with `ordered=True` (the default) the later events
+    of the same stream are parked too, unrun, until the dead letters are replayed or
+    discarded (see [Dead letters](../concepts/dead-letters.md)).
     """
 
     name: ClassVar[str] = "Projector"
+    on_failure: ClassVar[OnFailure] = "stop"
+    """`"stop"` or `"park"`: what to do with an event that still fails after retries."""
+    ordered: ClassVar[bool] = True
+    """With `"park"`: whether later events of a parked event's stream wait for it."""
 
-    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        on_failure: OnFailure | None = None,
+        ordered: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         cls.name = name or cls.__name__
+        if on_failure is not None:
+            cls.on_failure = on_failure
+        if ordered is not None:
+            cls.ordered = ordered
+        if cls.on_failure not in get_args(OnFailure):
+            raise ProjectionError(
+                f"{cls.__name__}: on_failure must be 'stop' or 'park', not {cls.on_failure!r}"
+            )
 
     @classmethod
     def handlers(cls) -> dict[type[DomainEvent], Callable[..., Awaitable[None]]]:

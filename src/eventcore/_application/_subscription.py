@@ -55,6 +55,7 @@ class Subscription:
         self._wait = min_wait
         self._stack = AsyncExitStack()
         self._signal: AppendSignal | None = None
+        self._notified = 0  # the signal's count when the last read began
 
     async def __aenter__(self) -> Self:
         self._signal = await self._stack.enter_async_context(self._store.watch())
@@ -81,6 +82,8 @@ class Subscription:
 
     async def read(self) -> list[RecordedEvent]:
         """Read the next batch now (empty when there is nothing new yet)."""
+        if self._signal is not None:
+            self._notified = self._signal.notified
         batch = await self._store.read_log(
             self.position,
             limit=self._batch_size,
@@ -96,7 +99,10 @@ class Subscription:
         """Wait for a wake-up, or for the current polling interval to pass."""
         if self._signal is None:
             raise RuntimeError("use the Subscription inside `async with`")
-        if await self._signal.wait(self._wait):
+        # A wake-up that came during the last read (which may have missed its events)
+        # ends the wait at once.
+        if await self._signal.wait(self._wait, since=self._notified):
             self._wait = self._min_wait
         else:
             self._wait = min(self._wait * 2, self._max_wait)
+        self._notified = self._signal.notified

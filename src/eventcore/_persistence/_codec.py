@@ -207,7 +207,7 @@ def utc_or_none(moment: datetime | None) -> datetime | None:
 
 def check_log_read(after: object, limit: int) -> None:
     """Raise `InvalidEventError` for a log read with a bad position or limit."""
-    if not isinstance(after, LogPosition):
-        raise InvalidEventError(f"after must be a LogPosition, not {after!r}")
-    if limit < 1:
-        raise InvalidEventError(f"limit must be >= 1, not {limit}")
+    if not isinstance(after, LogPosition) or not all(isinstance(v, int) and v >= 0 for v in after):
+        raise InvalidEventError(f"after must be a LogPosition of non-negative ints, not {after!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidEventError(f"limit must be an int >= 1, not {limit!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from eventcore._domain._events import EventRegistry, default_registry
@@ -21,6 +21,7 @@ from eventcore._persistence._codec import (
     utc_or_none,
     validate_stream_id,
 )
+from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
 from eventcore._persistence._store import (
@@ -70,6 +71,7 @@ class InMemoryEventStore:
         self._snapshots = InMemorySnapshotStore()
         self._signal = AppendSignal()
         self._checkpoints: dict[str, LogPosition] = {}
+        self._dead_letters: dict[tuple[str, uuid.UUID], DeadLetter] = {}
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -154,6 +156,12 @@ class InMemoryEventStore:
     async def delete_checkpoint(self, name: str) -> None:
         """Forget subscriber `name`'s checkpoint."""
         self._checkpoints.pop(name, None)
+
+    async def list_dead_letters(self, projector: str | None = None) -> list[DeadLetter]:
+        """The events parked for `projector` (all projectors when `None`), in log order."""
+        letters = self._dead_letters.values()
+        found = [d for d in letters if projector is None or d.projector == projector]
+        return sorted(found, key=lambda d: (d.log_position, d.projector))
 
     async def stream_version(self, stream_id: str) -> int:
         """Return the stream's current version (0 when it does not exist)."""
@@ -266,9 +274,30 @@ class _InMemorySession:
         self._store = store
         self._done = False
         self._checkpoints: dict[str, LogPosition] = {}
+        # Dead letters to park (or, for None, to release) at commit.
+        self._letters: dict[tuple[str, uuid.UUID], DeadLetter | None] = {}
 
     async def save_checkpoint(self, name: str, position: LogPosition) -> None:
         self._checkpoints[name] = position
+
+    async def park(
+        self, projector: str, recorded: RecordedEvent, error: str, *, attempts: int = 1
+    ) -> None:
+        letter = DeadLetter.of(projector, recorded, error, attempts, datetime.now(UTC))
+        key = (projector, recorded.event_id)
+        self._letters[key] = _parked_again(self._letters.get(key), letter)
+
+    async def release(self, projector: str, event_id: uuid.UUID) -> None:
+        self._letters[(projector, event_id)] = None
+
+    async def parked_streams(self, projector: str, stream_ids: Collection[str]) -> set[str]:
+        letters = {**self._store._dead_letters, **self._letters}
+        wanted = set(stream_ids)
+        return {
+            d.stream_id
+            for (name, _), d in letters.items()
+            if d is not None and name == projector and d.stream_id in wanted
+        }
 
     async def read_stream(
         self,
@@ -300,7 +329,20 @@ class _InMemorySession:
         if before_commit is not None and not all(r.already_stored for r in results):
             await before_commit(results)
         self._store._checkpoints.update(self._checkpoints)
+        stored = self._store._dead_letters
+        for key, letter in self._letters.items():
+            if letter is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = _parked_again(stored.get(key), letter)
         return results
 
     async def rollback(self) -> None:
         self._done = True
+
+
+def _parked_again(existing: DeadLetter | None, letter: DeadLetter) -> DeadLetter:
+    """`letter`, or `existing` with its attempts added and its error replaced."""
+    if existing is None:
+        return letter
+    return replace(existing, error=letter.error, attempts=existing.attempts + letter.attempts)

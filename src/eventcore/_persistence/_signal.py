@@ -17,14 +17,24 @@ class AppendSignal:
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        self.notified = 0
+        """How many times `notify` was called (pass a reading to `wait(since=...)`)."""
 
     def notify(self) -> None:
         """Wake every task waiting right now."""
+        self.notified += 1
         self._event.set()
         self._event = anyio.Event()
 
-    async def wait(self, seconds: float) -> bool:
-        """Wait for the next `notify`, at most `seconds`; tell whether it came."""
+    async def wait(self, seconds: float, *, since: int | None = None) -> bool:
+        """Wait for the next `notify`, at most `seconds`; tell whether it came.
+
+        With `since` (a reading of `notified` taken earlier), a `notify` that came after
+        that reading counts too, and it returns at once: a wake-up sent while the caller
+        was busy (say, reading the log) is not lost.
+        """
+        if since is not None and since != self.notified:
+            return True
         with anyio.move_on_after(seconds):
             await self._event.wait()
             return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
+from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
 
@@ -96,6 +98,29 @@ class EventStoreSession(Protocol):
         It commits with the session, so a read model's writes and its checkpoint are
         stored together or not at all (an exactly-once effect).
         """
+        ...
+
+    async def park(
+        self, projector: str, recorded: RecordedEvent, error: str, *, attempts: int = 1
+    ) -> None:
+        """Park `recorded` as a dead letter of `projector`, with the error that stopped it.
+
+        It commits with the session (with the rest of the projector's batch and its
+        checkpoint). Parking an event that is parked already keeps the first `parked_at`,
+        adds `attempts` to its count and records the new `error`.
+        """
+        ...
+
+    async def release(self, projector: str, event_id: uuid.UUID) -> None:
+        """Delete `projector`'s dead letter of event `event_id` (replayed or discarded).
+
+        It commits with the session, so a replay's read-model writes and the deletion of
+        the dead letter are stored together or not at all.
+        """
+        ...
+
+    async def parked_streams(self, projector: str, stream_ids: Collection[str]) -> set[str]:
+        """Which of `stream_ids` have events parked for `projector`."""
         ...
 
     async def commit(
@@ -217,6 +242,15 @@ class EventStore(Protocol):
 
     async def delete_checkpoint(self, name: str) -> None:
         """Forget subscriber `name`'s checkpoint: it starts again from the beginning."""
+        ...
+
+    async def list_dead_letters(self, projector: str | None = None) -> list[DeadLetter]:
+        """The events parked for `projector` (for every projector when `None`), in log order.
+
+        Park and release them in a session
+        ([`EventStoreSession.park`][eventcore.EventStoreSession.park]); a
+        [`ProjectionWorker`][eventcore.ProjectionWorker] replays or discards them.
+        """
         ...
 
     def session(self) -> AbstractAsyncContextManager[EventStoreSession]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
     func,
@@ -105,6 +106,7 @@ class EventStoreTables:
         self.events = _events_table(self.metadata, f"{prefix}events", schema)
         self.snapshots = _snapshots_table(self.metadata, f"{prefix}snapshots", schema)
         self.checkpoints = _checkpoints_table(self.metadata, f"{prefix}checkpoints", schema)
+        self.dead_letters = _dead_letters_table(self.metadata, f"{prefix}dead_letters", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -172,6 +174,27 @@ def _checkpoints_table(metadata: MetaData, name: str, schema: str | None) -> Tab
     )
 
 
+def _dead_letters_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    """Events parked by projectors: one row per (projector, event), until replayed."""
+    return Table(
+        name,
+        metadata,
+        Column("projector", String(255), primary_key=True),
+        Column("event_id", Uuid(), primary_key=True),
+        Column("stream_id", String(255), nullable=False),
+        Column("version", BigInteger(), nullable=False),
+        Column("event_type", String(255), nullable=False),
+        Column("transaction_id", BigInteger(), nullable=False),
+        Column("global_position", BigInteger(), nullable=False),
+        Column("error", Text(), nullable=False),
+        Column("attempts", Integer(), nullable=False),
+        Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Which streams a projector has parked events in (ordered projectors ask per batch).
+        Index(f"{name}_streams", "projector", "stream_id", "version"),
+        schema=schema,
+    )
+
+
 async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
@@ -182,5 +205,5 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
     async with engine.begin() as conn:
         if tables.schema and engine.dialect.name == "postgresql":
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
-        own = [tables.events, tables.snapshots, tables.checkpoints]
+        own = [tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters]
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -21,6 +22,8 @@ from eventcore._persistence._codec import (
     utc_or_none,
     validate_stream_id,
 )
+from eventcore._persistence._dead_letters import DeadLetter
+from eventcore._persistence._leases import InProcessLeases, ProjectionLeases
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
 from eventcore._persistence._store import (
@@ -30,6 +33,7 @@ from eventcore._persistence._store import (
     StreamAppend,
 )
 from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
+from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 
 if TYPE_CHECKING:
@@ -94,6 +98,8 @@ class SqlAlchemyEventStore:
         self._max_payload_bytes = max_payload_bytes
         self._backend = _backend_for(engine, self.tables, registry or default_registry)
         self._checkpoints = SqlAlchemyCheckpoints(engine, self.tables)
+        self._leases: ProjectionLeases | None = None
+        self._dead_letters = SqlAlchemyDeadLetters(engine, self.tables)
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -207,6 +213,26 @@ class SqlAlchemyEventStore:
         """Forget subscriber `name`'s checkpoint: it starts again from the beginning."""
         await self._checkpoints.delete(name)
 
+    async def list_dead_letters(self, projector: str | None = None) -> list[DeadLetter]:
+        """The events parked for `projector` (all projectors when `None`), in log order."""
+        return await self._dead_letters.load_all(projector)
+
+    def projection_leases(self) -> ProjectionLeases:
+        """Where projection workers take their leases (one per projector at a time).
+
+        On PostgreSQL these are advisory locks ([`PostgresLeases`][eventcore.PostgresLeases]),
+        shared by every process; on SQLite, [`InProcessLeases`][eventcore.InProcessLeases]:
+        run one worker process there.
+        """
+        if self._leases is None:
+            if self.engine.dialect.name == "postgresql":
+                from eventcore._sqlalchemy._projection_leases import PostgresLeases
+
+                self._leases = PostgresLeases(self.engine, self.tables)
+            else:
+                self._leases = InProcessLeases()
+        return self._leases
+
     def watch(self) -> AbstractAsyncContextManager[AppendSignal]:
         """Be woken when events are appended, while the block is open.
 
@@ -220,22 +246,44 @@ class SqlAlchemyEventStore:
     async def session(self) -> AsyncIterator[SqlAlchemySession]:
         """Open a transaction for a unit of work; it rolls back unless committed."""
         async with self._backend.session() as inner:
-            yield SqlAlchemySession(inner, self._max_payload_bytes, self._checkpoints)
+            yield SqlAlchemySession(
+                inner, self._max_payload_bytes, self._checkpoints, self._dead_letters
+            )
 
 
 class SqlAlchemySession:
     """A unit of work's transaction; its `connection` carries your own writes."""
 
     def __init__(
-        self, inner: _BackendSession, max_payload_bytes: int, checkpoints: SqlAlchemyCheckpoints
+        self,
+        inner: _BackendSession,
+        max_payload_bytes: int,
+        checkpoints: SqlAlchemyCheckpoints,
+        dead_letters: SqlAlchemyDeadLetters,
     ) -> None:
         self._inner = inner
         self._max_payload_bytes = max_payload_bytes
         self._checkpoints = checkpoints
+        self._dead_letters = dead_letters
 
     async def save_checkpoint(self, name: str, position: LogPosition) -> None:
         """Record subscriber `name`'s checkpoint in this session's transaction."""
         await self._checkpoints.save(self.connection, name, position)
+
+    async def park(
+        self, projector: str, recorded: RecordedEvent, error: str, *, attempts: int = 1
+    ) -> None:
+        """Park `recorded` for `projector` in this session's transaction (see
+        [`EventStoreSession.park`][eventcore.EventStoreSession.park])."""
+        await self._dead_letters.park(self.connection, projector, recorded, error, attempts)
+
+    async def release(self, projector: str, event_id: uuid.UUID) -> None:
+        """Delete `projector`'s dead letter of `event_id` in this session's transaction."""
+        await self._dead_letters.release(self.connection, projector, event_id)
+
+    async def parked_streams(self, projector: str, stream_ids: Collection[str]) -> set[str]:
+        """Which of `stream_ids` have events parked for `projector`."""
+        return await self._dead_letters.parked_streams(self.connection, projector, stream_ids)
 
     @property
     def connection(self) -> AsyncConnection:

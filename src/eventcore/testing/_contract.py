@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import anyio
+import anyio.abc
 import pytest
 
 from eventcore import (
+    AppendSignal,
     DuplicateEventError,
     EventDeserializationError,
     EventMetadata,
@@ -17,8 +20,10 @@ from eventcore import (
     ExpectedVersion,
     InvalidEventError,
     InvalidStreamIdError,
+    LogPosition,
     NewEvent,
     PayloadTooLargeError,
+    RecordedEvent,
     Snapshot,
     StreamAppend,
     UnitOfWorkError,
@@ -659,3 +664,196 @@ class EventStoreContract:
         newest = await store.snapshots.get("s")
         assert newest is not None
         assert (newest.version, newest.state) == (8, {"v": 8})
+
+    # -- the commit-order log, checkpoints and append signals -------------------------
+
+    async def _log_of_four(self, store: EventStore) -> list[RecordedEvent]:
+        """Append four events in three appends and return `read_log()` of them."""
+        await store.append("a", notes("a1"))
+        await store.append("b", notes("b1", "b2"))
+        await store.append("a", notes("a2"))
+        return await _readable_log(store, 4)
+
+    async def test_read_log_returns_everything_in_commit_order(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        assert [(r.stream_id, r.version) for r in logged] == [
+            ("a", 1),
+            ("b", 1),
+            ("b", 2),
+            ("a", 2),
+        ]
+        assert [r.event for r in logged] == [n.event for n in notes("a1", "b1", "b2", "a2")]
+        positions = [r.log_position for r in logged]
+        assert positions == sorted(set(positions))  # strictly increasing
+        for recorded in logged:
+            assert recorded.log_position == (recorded.transaction_id, recorded.global_position)
+        # One writer at a time: commit order is position order here.
+        assert [r.event_id for r in logged] == [r.event_id for r in await read_everything(store)]
+        assert await store.read_log() == logged
+
+    async def test_read_log_continues_exactly_after_a_position(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        ids = [r.event_id for r in logged]
+        for index, recorded in enumerate(logged):
+            after = await store.read_log(recorded.log_position)
+            assert [r.event_id for r in after] == ids[index + 1 :]
+        assert await store.read_log(logged[-1].log_position) == []
+        await store.append("c", notes("c1"))
+        (new,) = (await _readable_log(store, 5))[4:]
+        assert await store.read_log(logged[-1].log_position) == [new]
+        assert new.stream_id == "c"
+        assert new.log_position > logged[-1].log_position
+
+    async def test_read_log_limit(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        ids = [r.event_id for r in logged]
+        assert [r.event_id for r in await store.read_log(limit=1)] == ids[:1]
+        assert [r.event_id for r in await store.read_log(limit=3)] == ids[:3]
+        assert [r.event_id for r in await store.read_log(limit=99)] == ids
+        for size in (1, 2, 3):  # a reader that checkpoints each batch sees each event once
+            seen: list[RecordedEvent] = []
+            while batch := await store.read_log(
+                seen[-1].log_position if seen else LogPosition(), limit=size
+            ):
+                assert len(batch) <= size
+                seen.extend(batch)
+            assert [r.event_id for r in seen] == ids
+
+    async def test_read_log_filters(self, store: EventStore) -> None:
+        await store.append("o-1", [NewEvent(ContractOpened(name="o"))], stream_type="Order")
+        await store.append("o-1", notes("n1"), stream_type="Order")
+        await store.append("c-1", [NewEvent(ContractOpened(name="c"))], stream_type="Customer")
+        await store.append("c-1", notes("n2"), stream_type="Customer")
+        await store.append("o-2", notes("n3"), stream_type="Order")
+        await _readable_log(store, 5)
+        opened, noted = "eventcore.contract.Opened", "eventcore.contract.Noted"
+
+        async def read(after: LogPosition = LogPosition(), **kwargs: Any) -> list[tuple[str, int]]:
+            return [(r.stream_id, r.version) for r in await store.read_log(after, **kwargs)]
+
+        assert await read(event_types=[opened]) == [("o-1", 1), ("c-1", 1)]
+        assert await read(stream_types={"Order"}) == [("o-1", 1), ("o-1", 2), ("o-2", 1)]
+        both = await read(event_types=(noted,), stream_types=["Order"])
+        assert both == [("o-1", 2), ("o-2", 1)]
+        assert await read(event_types=[]) == []
+        assert await read(stream_types=["Nobody"]) == []
+        (first,) = await store.read_log(stream_types=["Order"], limit=1)
+        assert await read(first.log_position, stream_types=["Order"]) == [("o-1", 2), ("o-2", 1)]
+        assert await read(first.log_position, event_types=[noted], limit=1) == [("o-1", 2)]
+
+    @pytest.mark.parametrize("after", [5, (0, 5), None, "0"], ids=repr)
+    async def test_read_log_refuses_a_bad_position(self, store: EventStore, after: Any) -> None:
+        await store.append("s", notes("a"))
+        with pytest.raises(InvalidEventError):
+            await store.read_log(after)
+
+    @pytest.mark.parametrize("limit", [0, -1])
+    async def test_read_log_refuses_a_limit_below_one(self, store: EventStore, limit: int) -> None:
+        await store.append("s", notes("a"))
+        with pytest.raises(InvalidEventError):
+            await store.read_log(LogPosition(), limit=limit)
+
+    async def test_log_head(self, store: EventStore) -> None:
+        assert await store.log_head() == 0
+        logged = await self._log_of_four(store)
+        assert await store.log_head() == logged[-1].global_position
+        result = await store.append("c", notes("c1", "c2"))
+        assert await store.log_head() == result.global_positions[-1]
+
+    async def test_log_position_of(self, store: EventStore) -> None:
+        assert await store.log_position_of(1) is None
+        logged = await self._log_of_four(store)
+        for recorded in logged:
+            assert await store.log_position_of(recorded.global_position) == recorded.log_position
+        head = await store.log_head()
+        for unknown in (0, head + 1, head + 1000):
+            assert await store.log_position_of(unknown) is None
+
+    async def test_checkpoints_commit_with_the_session(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        first, last = logged[0].log_position, logged[-1].log_position
+        assert await store.load_checkpoints() == {}
+        async with store.session() as session:
+            await session.save_checkpoint("reader-a", first)
+            await session.save_checkpoint("reader-b", last)
+            assert await session.commit([]) == []
+        assert await store.load_checkpoints(["reader-a"]) == {"reader-a": first}
+        assert await store.load_checkpoints() == {"reader-a": first, "reader-b": last}
+        assert await store.load_checkpoints(["reader-b", "nobody"]) == {"reader-b": last}
+        assert await store.load_checkpoints(["nobody"]) == {}
+        async with store.session() as session:  # a checkpoint moves on
+            await session.save_checkpoint("reader-a", last)
+            await session.commit([])
+        assert await store.load_checkpoints(["reader-a"]) == {"reader-a": last}
+
+    async def test_a_checkpoint_commits_with_the_sessions_events(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        async with store.session() as session:
+            await session.save_checkpoint("reader", logged[1].log_position)
+            await session.commit([StreamAppend("s", notes("x"))])
+        assert await store.load_checkpoints() == {"reader": logged[1].log_position}
+        assert [r.stream_id for r in await _readable_log(store, 5)][4:] == ["s"]
+
+    async def test_a_checkpoint_without_commit_is_not_saved(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        async with store.session() as session:
+            await session.save_checkpoint("reader", logged[0].log_position)
+            await session.commit([])
+        async with store.session() as session:
+            await session.save_checkpoint("reader", logged[-1].log_position)
+            await session.save_checkpoint("other", logged[-1].log_position)
+        async with store.session() as session:
+            await session.save_checkpoint("reader", logged[-1].log_position)
+            await session.rollback()
+        assert await store.load_checkpoints() == {"reader": logged[0].log_position}
+
+    async def test_delete_checkpoint(self, store: EventStore) -> None:
+        logged = await self._log_of_four(store)
+        async with store.session() as session:
+            await session.save_checkpoint("reader", logged[-1].log_position)
+            await session.save_checkpoint("other", logged[0].log_position)
+            await session.commit([])
+        await store.delete_checkpoint("reader")
+        await store.delete_checkpoint("nobody")  # forgetting an unknown name is fine
+        assert await store.load_checkpoints() == {"other": logged[0].log_position}
+        assert await store.load_checkpoints(["reader"]) == {}
+
+    async def test_watch_is_notified_by_an_append(self, store: EventStore) -> None:
+        async with store.watch() as signal:
+            assert not await signal.wait(0.01)  # nothing was appended yet
+            assert await _fired_by(signal, store.append("watched", notes("x")))
+            assert await _fired_by(signal, _commit_in_a_session(store, "watched"))
+        assert len(await store.read_stream("watched")) == 2
+
+
+async def _readable_log(store: EventStore, count: int) -> list[RecordedEvent]:
+    """`read_log()` from the start, once it returns at least `count` events.
+
+    On PostgreSQL, a transaction still open anywhere on the server (another test's, say)
+    holds the log back until it ends: just committed events may take a moment to show.
+    """
+    with anyio.fail_after(30):
+        while True:
+            logged = await store.read_log(limit=count + 1)
+            if len(logged) >= count:
+                return logged
+            await anyio.sleep(0.01)
+
+
+async def _fired_by(signal: AppendSignal, append: Awaitable[object]) -> bool:
+    """Whether `signal` wakes a task that waits on it (for up to 30 s) while `append` runs."""
+    fired: list[bool] = []
+
+    async def wait(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()  # then waits at once: there is no await in between
+        fired.append(await signal.wait(30))
+
+    async with anyio.create_task_group() as group:
+        await group.start(wait)
+        await append
+    return fired == [True]
+
+
+async def _commit_in_a_session(store: EventStore, stream_id: str) -> None:
+    async with store.session() as session:
+        await session.commit([StreamAppend(stream_id, notes("y"))])

@@ -1,0 +1,76 @@
+"""`--app module:attribute`: where the commands find the application's projectors."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Sequence
+
+import click
+
+from eventcore import Projector
+
+__all__ = ["DEFAULT_ATTRIBUTE", "load_projectors", "select"]
+
+DEFAULT_ATTRIBUTE = "projectors"
+
+
+def load_projectors(spec: str | None) -> list[Projector]:
+    """The projectors that `spec` (`module:attribute`) names.
+
+    The attribute is a `Projector`, an iterable of them, or a callable taking no
+    arguments that returns either (a function, or a `Projector` subclass).
+    `:attribute` defaults to `projectors`. The current directory is importable, as
+    with `python -m`.
+    """
+    if not spec:
+        raise click.UsageError("this command needs the projectors: give --app or set EVENTCORE_APP")
+    module_name, _, attribute = spec.partition(":")
+    if not module_name:
+        raise click.UsageError(f"--app {spec!r}: expected module:attribute")
+    value = getattr(_import(module_name, spec), attribute or DEFAULT_ATTRIBUTE, None)
+    if value is None:
+        raise click.UsageError(f"--app {spec!r}: the module has no {attribute or 'projectors'!r}")
+    if callable(value):
+        value = value()
+    return _checked(value, spec)
+
+
+def select(projectors: Sequence[Projector], names: Iterable[str]) -> list[Projector]:
+    """The projectors called `names`, in that order (all of them when `names` is empty)."""
+    wanted = list(names)
+    if not wanted:
+        return list(projectors)
+    by_name = {p.name: p for p in projectors}
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise click.UsageError(f"no projector named {', '.join(unknown)} (known: {known})")
+    return [by_name[name] for name in wanted]
+
+
+def _import(module_name: str, spec: str) -> object:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        raise click.ClickException(
+            f"--app {spec!r}: cannot import {module_name}: {error}"
+        ) from None
+
+
+def _checked(value: object, spec: str) -> list[Projector]:
+    if isinstance(value, Projector):
+        return [value]
+    items = list(value) if isinstance(value, Iterable) else [value]
+    projectors = [item for item in items if isinstance(item, Projector)]
+    if not items or len(projectors) < len(items):
+        wrong = [item for item in items if not isinstance(item, Projector)]
+        got = repr(wrong[0]) if wrong else "nothing"
+        raise click.ClickException(
+            f"--app {spec!r} must give Projector instances (an iterable of them, or a "
+            f"function or class returning them), got {got}"
+        )
+    return projectors
