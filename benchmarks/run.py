@@ -25,11 +25,11 @@ from _scenarios import SCENARIOS, warm_up
 
 URL_ENV = "EVENTCORE_BENCH_POSTGRES_URL"
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-_WIDTHS = (20, 14, 14, 6, 12)
+_WIDTHS = (24, 14, 14, 6, 12)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    scenarios = "\n".join(f"  {s.name:<20} {s.summary}" for s in SCENARIOS.values())
+    scenarios = "\n".join(f"  {s.name:<24} {s.summary}" for s in SCENARIOS.values())
     parser = argparse.ArgumentParser(
         description="Benchmark eventcore against raw asyncpg on the same PostgreSQL server.",
         epilog=f"scenarios:\n{scenarios}\n\nserver: ${URL_ENV} (default {DEFAULT_URL})",

@@ -17,7 +17,7 @@ from eventcore._application._dead_letters import (
     discard_dead_letters,
     replay_dead_letters,
 )
-from eventcore._application._projector import ProjectionContext, Projector
+from eventcore._application._projector import PendingRows, ProjectionContext, Projector
 from eventcore._application._subscription import Subscription
 from eventcore._domain._metadata import LogPosition, RecordedEvent
 from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProjectionError
@@ -224,7 +224,10 @@ class ProjectionWorker:
         attempt = 0
         while True:
             try:
-                await self._apply(projector, batch, poisoned)
+                # The first try collects inserted rows per table; retries write each
+                # at once, so that a failure is pinned on its event.
+                collect = attempt == 0 and self._retries > 0
+                await self._apply(projector, batch, poisoned, collect=collect)
                 return
             except _EventFailed as failure:
                 if attempt < self._retries:
@@ -242,7 +245,10 @@ class ProjectionWorker:
         projector: Projector,
         batch: list[RecordedEvent],
         poisoned: Mapping[uuid.UUID, str] | None = None,
+        *,
+        collect: bool = False,
     ) -> None:
+        rows = PendingRows() if collect else None
         async with self._store.session() as session:
             await self._guard(projector, session)  # before any write: fails if superseded
             attempts = self._retries + 1
@@ -251,9 +257,15 @@ class ProjectionWorker:
                 if await parking.parked(recorded):
                     continue
                 try:
-                    await projector.project(recorded, ProjectionContext(recorded, session))
+                    context = ProjectionContext(recorded, session, rows)
+                    await projector.project(recorded, context)
                 except Exception as error:
                     raise _EventFailed(recorded, error) from error
+            if rows:
+                try:
+                    await rows.flush(ProjectionContext(batch[-1], session).connection)
+                except Exception as error:  # which event's row failed is found on retry
+                    raise _EventFailed(batch[-1], error) from error
             await session.save_checkpoint(projector.name, batch[-1].log_position)
             await session.commit([])
         if (held := self._held.get(projector.name)) is not None:

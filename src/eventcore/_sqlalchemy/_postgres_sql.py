@@ -73,7 +73,9 @@ class PostgresSql:
             # Only transactions older than the oldest one still running: those can no
             # longer commit anything, so nothing will ever appear before what we return.
             read_log=(
-                f"SELECT {_COLUMNS}, stream_id, transaction_id::text::bigint FROM {ev} "
+                # The converted id gets its own name: were it `transaction_id`, ORDER BY
+                # would sort by it and could not use the (transaction_id, position) index.
+                f"SELECT {_COLUMNS}, stream_id, transaction_id::text::bigint AS tx FROM {ev} "
                 "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
                 "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
                 "AND ($4::text[] IS NULL OR event_type = ANY($4)) "
