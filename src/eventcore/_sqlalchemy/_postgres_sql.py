@@ -102,27 +102,34 @@ def _append_sql(ev: str, rows: str, *, exact: bool) -> str:
     """One statement, so one round trip and one implicit transaction: all rows or none.
 
     Exact expected version ($8 = n): the events become n + 1, n + 2, ...; the guard
-    checks that version n exists, and the unique (stream_id, version) index refuses the
-    append if the stream is already past n. Relative ($8 = 0 for ANY, 1 for
-    STREAM_EXISTS): the events go after the stream's last version. Fewer rows back
+    checks that version n exists (written by an older transaction), and the unique
+    (stream_id, version) index refuses the append if the stream is already past n.
+    Relative ($8 = 0 for ANY, 1 for STREAM_EXISTS): the events go after the stream's
+    last version. Fewer rows back
     than events means the guard refused. A concurrent writer that gets there first, or
     event ids stored before (an idempotent retry), make the insert fail on a unique
     index; the caller then settles what happened.
     """
+    # The stream's last event must come from an older transaction than this one, so
+    # that the log (in transaction id order) keeps each stream in version order. A
+    # transaction that took its id before another appended to the stream is refused;
+    # it is a conflict, and a retry runs in a newer transaction.
+    in_order = "(last.transaction_id IS NULL OR last.transaction_id <= pg_current_xact_id())"
     if exact:
         version = "$8::bigint + e.n"
         source = f"({rows}) AS e"
         guard = (
-            f"$8::bigint = 0 OR EXISTS (SELECT 1 FROM {ev} "
-            "WHERE stream_id = $1::text AND version = $8::bigint)"
+            f"$8::bigint = 0 OR EXISTS (SELECT 1 FROM {ev} AS last "
+            f"WHERE last.stream_id = $1::text AND last.version = $8::bigint AND {in_order})"
         )
     else:
-        version = "cur.v + e.n"
+        version = "coalesce(last.version, 0) + e.n"
         source = (
-            f"(SELECT coalesce(max(version), 0) AS v FROM {ev} WHERE stream_id = $1::text) AS cur, "
+            f"(SELECT 1) AS one LEFT JOIN LATERAL (SELECT version, transaction_id FROM {ev} "
+            "WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS last ON true, "
             f"({rows}) AS e"
         )
-        guard = "$8::int = 0 OR cur.v > 0"
+        guard = f"($8::int = 0 OR last.version IS NOT NULL) AND {in_order}"
     return f"""
 INSERT INTO {ev}
     (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
