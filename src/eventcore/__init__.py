@@ -10,12 +10,15 @@ the inside out (each imports only from those before it):
 
 from __future__ import annotations
 
+from eventcore._application._process_manager import ProcessContext, ProcessManager, reacts
+from eventcore._application._process_worker import ProcessManagerWorker
 from eventcore._application._projection_worker import (
     ProjectionStatus,
     ProjectionWorker,
     wait_for_projection,
 )
 from eventcore._application._projector import OnFailure, ProjectionContext, Projector, projects
+from eventcore._application._rebuild import RebuildProgress, active_version
 from eventcore._application._repository import Repository
 from eventcore._application._retry import retry_on_conflict
 from eventcore._application._subscription import Subscription
@@ -53,6 +56,7 @@ from eventcore._exceptions import (
     InvalidStreamIdError,
     LeaseLostError,
     PayloadTooLargeError,
+    ProcessManagerError,
     ProjectionError,
     SchemaError,
     StoreConnectionError,
@@ -64,6 +68,7 @@ from eventcore._exceptions import (
     WrongExpectedVersionError,
 )
 from eventcore._persistence._dead_letters import DeadLetter
+from eventcore._persistence._deadlines import Deadline
 from eventcore._persistence._leases import InProcessLeases, ProjectionLease, ProjectionLeases
 from eventcore._persistence._memory import InMemoryEventStore
 from eventcore._persistence._signal import AppendSignal
@@ -94,6 +99,7 @@ __all__ = [
     "CatchUpTimeoutError",
     "ConcurrencyError",
     "DeadLetter",
+    "Deadline",
     "DomainEvent",
     "DuplicateEventError",
     "EventDeserializationError",
@@ -118,6 +124,10 @@ __all__ = [
     "OnFailure",
     "PayloadTooLargeError",
     "PostgresLeases",
+    "ProcessContext",
+    "ProcessManager",
+    "ProcessManagerError",
+    "ProcessManagerWorker",
     "ProjectionContext",
     "ProjectionError",
     "ProjectionLease",
@@ -125,6 +135,7 @@ __all__ = [
     "ProjectionStatus",
     "ProjectionWorker",
     "Projector",
+    "RebuildProgress",
     "RecordedEvent",
     "Repository",
     "SchemaError",
@@ -145,6 +156,7 @@ __all__ = [
     "Upcaster",
     "WrongExpectedVersionError",
     "__version__",
+    "active_version",
     "apply",
     "caused_by",
     "create_schema",
@@ -154,6 +166,7 @@ __all__ = [
     "new_event_id",
     "postgres_engine",
     "projects",
+    "reacts",
     "retry_on_conflict",
     "sqlite_engine",
     "upcaster",

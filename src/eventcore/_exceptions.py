@@ -20,7 +20,8 @@ EventcoreError
 ├── UnitOfWorkError                      a unit of work is used outside its life cycle
 ├── ProjectionError                      a projector is declared wrongly or keeps failing
 │   ├── CatchUpTimeoutError              a projection did not reach a position in time
-│   └── LeaseLostError                   this process no longer holds a projector's lease
+│   ├── LeaseLostError                   this process no longer holds a projector's lease
+│   └── ProcessManagerError              a process manager is misdeclared or keeps failing
 └── StoreError                           the storage backend failed
     ├── StoreConnectionError             the connection was closed, dropped or unreachable
     ├── SchemaError                      the event tables are missing or not as expected
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidStreamIdError",
     "LeaseLostError",
     "PayloadTooLargeError",
+    "ProcessManagerError",
     "ProjectionError",
     "SchemaError",
     "StoreConnectionError",
@@ -193,6 +195,15 @@ class LeaseLostError(ProjectionError):
 
     The batch in progress is rolled back, never applied twice; a
     [`ProjectionWorker`][eventcore.ProjectionWorker] then competes for the lease again.
+    """
+
+
+class ProcessManagerError(ProjectionError):
+    """A process manager is declared or used wrongly, or failed on events and gave up.
+
+    A [`ProcessManagerWorker`][eventcore.ProcessManagerWorker] follows the log like a
+    projection worker, so when a batch still fails after its retries it stops with
+    this error (a `ProjectionError`), its checkpoint before the batch.
     """
 
 

@@ -247,7 +247,7 @@ def test_schema_create_creates_the_tables_then_finds_them_up_to_date(db: Databas
     assert first.exit_code == 0, first.output
     assert first.stdout.splitlines() == [
         "created tables: eventcore_events, eventcore_snapshots, eventcore_checkpoints, "
-        "eventcore_dead_letters"
+        "eventcore_dead_letters, eventcore_projections, eventcore_deadlines"
     ]
     again = invoke(db, "schema", "create")
     assert again.exit_code == 0, again.output
@@ -606,3 +606,129 @@ def test_the_url_comes_from_the_environment(sqlite_db: Database) -> None:
     result = CliRunner().invoke(cli, ["projections", "list", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert {s["name"] for s in json.loads(result.stdout)} == {INVENTORY, LEDGER}
+
+
+# -- rebuilds (blue/green) -------------------------------------------------------------
+
+REBUILD_APP = "tests.cli.cli_rebuild_app"
+INVENTORY_V2 = f"{INVENTORY}@v2"
+
+
+def _prepare_v2(db: Database) -> None:
+    """Create version 2's table of the inventory (next to the tables of `prepare`)."""
+    from tests.cli.cli_rebuild_app import read_model_v2
+
+    async def create(store: SqlAlchemyEventStore) -> None:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(read_model_v2(db.schema).create_all)
+
+    db.using(create)
+
+
+def _v2_rows(db: Database) -> list[tuple[Any, ...]]:
+    from tests.cli.cli_rebuild_app import read_model_v2
+
+    async def fetch(store: SqlAlchemyEventStore) -> list[tuple[Any, ...]]:
+        table = next(iter(read_model_v2(db.schema).tables.values()))
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(select(table).order_by(table.c.stream_id))).all()
+        return [tuple(row) for row in rows]
+
+    return db.using(fetch)
+
+
+def _active(db: Database) -> dict[str, int]:
+    async def load(store: SqlAlchemyEventStore) -> dict[str, int]:
+        return await store.active_projection_versions()
+
+    return db.using(load)
+
+
+@pytest.fixture
+def failing_v2() -> Iterator[type[Any]]:
+    """Version 2 of the inventory; any sku set in `failing_on` fails (reset afterwards)."""
+    from tests.cli.cli_rebuild_app import InventoryV2
+
+    yield InventoryV2
+    InventoryV2.failing_on = None
+
+
+def test_rebuild_builds_the_new_version_then_switches_to_it(db: Database) -> None:
+    seed(db)
+    _prepare_v2(db)
+    assert invoke(db, "projections", "catch-up").exit_code == 0  # version 1 serves
+    served = read_rows(db, "cli_test_items")
+    result = invoke(db, "projections", "rebuild", INVENTORY, app=REBUILD_APP)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"rebuilt {INVENTORY_V2}: 4 events applied; version 2 of {INVENTORY} is active (was 1)\n"
+    )
+    assert f"rebuilding {INVENTORY_V2}" in result.stderr  # the progress bar's label
+    assert _v2_rows(db) == [("shelf-1", "3 x apple", 3), ("shelf-2", "5 x pear", 5)]
+    assert read_rows(db, "cli_test_items") == served  # version 1 untouched
+    assert _active(db) == {INVENTORY: 2}
+    again = invoke(db, "projections", "rebuild", INVENTORY, app=REBUILD_APP)
+    assert_one_line_error(again, 1, "version 2 of 'cli_test.inventory' is the active one")
+
+
+def test_projections_list_shows_the_active_versions(sqlite_db: Database) -> None:
+    seed(sqlite_db)
+    _prepare_v2(sqlite_db)
+    statuses = _statuses(sqlite_db, "--app", REBUILD_APP)
+    assert {n: (s["version"], s["active"]) for n, s in statuses.items()} == {
+        INVENTORY: (1, True),
+        INVENTORY_V2: (2, False),
+    }
+    table = invoke(sqlite_db, "projections", "list", app=REBUILD_APP).stdout.splitlines()
+    assert [row.split()[0] for row in table[1:3]] == [INVENTORY, INVENTORY_V2]
+    assert table[3:] == ["", "NAME                ACTIVE", f"{INVENTORY}  v1"]
+    invoke(sqlite_db, "projections", "rebuild", INVENTORY, app=REBUILD_APP)
+    after = _statuses(sqlite_db, "--app", REBUILD_APP)
+    assert (after[INVENTORY]["active"], after[INVENTORY_V2]["active"]) == (False, True)
+    without_app = invoke(sqlite_db, "projections", "list", app=None).stdout.splitlines()
+    assert without_app[-2:] == ["NAME                ACTIVE", f"{INVENTORY}  v2"]
+    ledger_too = invoke(sqlite_db, "projections", "list").stdout.splitlines()
+    assert ledger_too[-2:] == [f"{INVENTORY}  v2", "cli_test.ledger     v1"]
+
+
+def test_an_interrupted_rebuild_resumes_and_can_wait_to_switch(
+    sqlite_db: Database, failing_v2: Any
+) -> None:
+    seed(sqlite_db)
+    _prepare_v2(sqlite_db)
+    failing_v2.failing_on = "pear"  # the second event
+    failed = invoke(
+        sqlite_db, "projections", "rebuild", INVENTORY, "--batch-size", "1", app=REBUILD_APP
+    )
+    assert_one_line_error(failed, 1, f"projector '{INVENTORY_V2}' stopped", "cannot label pear")
+    assert checkpoints(sqlite_db)[INVENTORY_V2].global_position == 1
+    assert _v2_rows(sqlite_db) == [("shelf-1", "3 x apple", 3)]
+    assert _active(sqlite_db) == {}
+    failing_v2.failing_on = None
+    resumed = invoke(
+        sqlite_db, "projections", "rebuild", INVENTORY, "--no-activate", app=REBUILD_APP
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout == (
+        f"rebuilt {INVENTORY_V2}: 3 events applied; not activated: version 1 of "
+        f"{INVENTORY} serves\n"
+    )
+    assert _v2_rows(sqlite_db) == [("shelf-1", "3 x apple", 3), ("shelf-2", "5 x pear", 5)]
+    assert _active(sqlite_db) == {}
+    switched = invoke(sqlite_db, "projections", "rebuild", INVENTORY_V2, app=REBUILD_APP)
+    assert switched.stdout.startswith(f"rebuilt {INVENTORY_V2}: 0 events applied; version 2")
+    assert _active(sqlite_db) == {INVENTORY: 2}
+
+
+def test_activate_switches_back_to_a_built_version(sqlite_db: Database) -> None:
+    seed(sqlite_db)
+    _prepare_v2(sqlite_db)
+    invoke(sqlite_db, "projections", "catch-up", INVENTORY)
+    invoke(sqlite_db, "projections", "rebuild", INVENTORY, app=REBUILD_APP)
+    back = invoke(sqlite_db, "projections", "activate", INVENTORY, "1", app=None)
+    assert back.exit_code == 0, back.output
+    assert back.stdout == f"version 1 of {INVENTORY} is active (was 2)\n"
+    assert _active(sqlite_db) == {INVENTORY: 1}
+    unbuilt = invoke(sqlite_db, "projections", "activate", INVENTORY, "3", app=None)
+    assert_one_line_error(unbuilt, 1, "version 3 of cli_test.inventory has no checkpoint")
+    assert _active(sqlite_db) == {INVENTORY: 1}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 
@@ -426,6 +428,7 @@ class _Stalling(RosterProjector, name="test_projections.roster"):
 async def test_a_worker_cancelled_mid_batch_applies_nothing_twice(
     sql_store: SqlAlchemyEventStore, model: ReadModel
 ) -> None:
+    before = asyncio.all_tasks()
     students = [f"s-{n}" for n in range(1, 9)]
     await _register(sql_store, "cs101", *students)
     events = await _readable(sql_store, 8)
@@ -440,6 +443,9 @@ async def test_a_worker_cancelled_mid_batch_applies_nothing_twice(
     successor = RosterProjector(model)
     assert await ProjectionWorker(sql_store, [successor]).catch_up() == 5
     assert await model.read(sql_store) == serial_replay(events)
+    with anyio.fail_after(5):  # no task left behind: it would hang the loop's shutdown
+        while asyncio.all_tasks() - before:
+            await anyio.lowlevel.checkpoint()
     gc.collect()  # a connection left open by the cancellation would warn now
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Collection
 from contextlib import AsyncExitStack
@@ -250,6 +251,7 @@ async def test_filters_combine(any_store: EventStore) -> None:
 
 
 async def test_cancelling_a_live_subscriber_ends_it_cleanly(any_store: EventStore) -> None:
+    before = asyncio.all_tasks()
     await _register(any_store, "ada")
     seen: list[RecordedEvent] = []
     got_some = anyio.Event()
@@ -266,7 +268,19 @@ async def test_cancelling_a_live_subscriber_ends_it_cleanly(any_store: EventStor
             await got_some.wait()
             group.cancel_scope.cancel()
     assert _students(seen) == ["ada"]
+    await _no_task_left_behind(before)
     gc.collect()  # an unclosed connection would warn now, failing the test
+
+
+async def _no_task_left_behind(before: set[asyncio.Task[Any]]) -> None:
+    """Wait until the tasks that ran `before` are the only ones left (a task left
+    hanging, say one closing a connection, would hang the event loop's shutdown)."""
+    with anyio.fail_after(5):
+        while True:
+            left = asyncio.all_tasks() - before
+            if not left:
+                return
+            await anyio.sleep(0.01)
 
 
 @pytest.mark.postgres

@@ -54,7 +54,7 @@ class Parking:
         parking = cls(projector, session, poisoned, attempts)
         if projector.on_failure == "park" and projector.ordered:
             stream_ids = {r.stream_id for r in batch}
-            parking.streams = await session.parked_streams(projector.name, stream_ids)
+            parking.streams = await session.parked_streams(projector.key, stream_ids)
         return parking
 
     async def parked(self, recorded: RecordedEvent) -> bool:
@@ -68,7 +68,7 @@ class Parking:
             attempts = 0
         if error is None:
             return False
-        await self.session.park(self.projector.name, recorded, error, attempts=attempts)
+        await self.session.park(self.projector.key, recorded, error, attempts=attempts)
         if self.projector.ordered:
             self.streams.add(recorded.stream_id)
         return True
@@ -91,7 +91,7 @@ async def replay_dead_letters(
     while True:
         letters = [
             d
-            for d in await store.list_dead_letters(projector.name)
+            for d in await store.list_dead_letters(projector.key)
             if d.event_id not in tried
             and d.stream_id not in blocked
             and stream_id in (None, d.stream_id)
@@ -186,17 +186,17 @@ async def _replay_one(store: EventStore, projector: Projector, recorded: Recorde
         except Exception as error:
             failure = error
         else:
-            await session.release(projector.name, recorded.event_id)
+            await session.release(projector.key, recorded.event_id)
             await session.commit([])
             return True
     # The failed attempt's transaction is rolled back; the count goes in a new one.
     _log.warning(
         "projector %s failed again on parked event %s: %r",
-        projector.name,
+        projector.key,
         recorded.event_id,
         failure,
     )
     async with store.session() as session:
-        await session.park(projector.name, recorded, describe(failure), attempts=1)
+        await session.park(projector.key, recorded, describe(failure), attempts=1)
         await session.commit([])
     return False

@@ -18,6 +18,7 @@ from eventcore._application._dead_letters import (
     replay_dead_letters,
 )
 from eventcore._application._projector import PendingRows, ProjectionContext, Projector
+from eventcore._application._rebuild import Progress, RebuildProgress, check_rebuildable
 from eventcore._application._subscription import Subscription
 from eventcore._domain._metadata import LogPosition, RecordedEvent
 from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProjectionError
@@ -34,6 +35,7 @@ class ProjectionStatus:
     """Where a projection stands: its checkpoint, and how far behind the log it is."""
 
     name: str
+    """The projector's [`key`][eventcore.Projector.key]: its name (`name@vN` after version 1)."""
     checkpoint: LogPosition
     head: int
     """The highest global position committed in the store."""
@@ -78,9 +80,9 @@ class ProjectionWorker:
         leases: ProjectionLeases | None = None,
         lease_retry: float = 1.0,
     ) -> None:
-        names = [p.name for p in projectors]
-        if len(set(names)) != len(names):
-            raise ProjectionError(f"projector names must be unique, got {names}")
+        keys = [p.key for p in projectors]
+        if len(set(keys)) != len(keys):
+            raise ProjectionError(f"projector names (and versions) must be unique, got {keys}")
         self._store = store
         self.projectors = list(projectors)
         self._batch_size = batch_size
@@ -112,7 +114,7 @@ class ProjectionWorker:
         """
         applied = 0
         for projector in self.projectors:
-            async with self._leases.hold(projector.name) as lease:
+            async with self._leases.hold(projector.key) as lease:
                 if lease is None:
                     await self._wait_for_holder(projector)
                     continue
@@ -138,12 +140,59 @@ class ProjectionWorker:
         head = await self._store.log_head()
         return [await _status(self._store, p, head) for p in self.projectors]
 
+    async def rebuild(
+        self,
+        projector: Projector,
+        *,
+        progress: RebuildProgress | None = None,
+        activate: bool = True,
+    ) -> int:
+        """Build a new version of a read model from the log, then switch readers to it.
+
+        `projector` is the new version (say `version=2`, writing tables of its own). It
+        runs from its own checkpoint (the start of the log, the first time) until it has
+        caught up with the log (at least up to the head as of the call), while the
+        version that serves keeps being updated by the workers. Then, if `activate`,
+        the new version becomes the active one
+        ([`activate_projection`][eventcore.EventStore.activate_projection]), in one
+        atomic switch. Returns how many events were applied here.
+
+        Resumable: batches commit with the checkpoint, so after a crash or a
+        cancellation calling it again goes on where it stopped. When another worker
+        holds the new version's lease (it runs it), the rebuild waits for that worker
+        to catch up instead (taking over if it stops). `progress(done, total)`, plain
+        or async, is called as it goes: log positions, up to the head.
+
+        Keep the new version in your workers' projectors, so that it stays up to date
+        once it serves. Raises [`ProjectionError`][eventcore.ProjectionError] if
+        `projector`'s version is the active one already.
+        """
+        await check_rebuildable(self._store, projector)
+        head = await self._store.log_head()
+        target = await _readable(self._store, head) if head else LogPosition()
+        report = Progress(progress, head)
+        while True:
+            async with self._leases.hold(projector.key) as lease:
+                if lease is not None:
+                    applied = await self._rebuild_here(projector, lease, report)
+                    break
+            if await self._caught_up(projector, target, report):
+                applied = 0
+                break
+            await anyio.sleep(self._lease_retry)
+        await report.finish()
+        if activate:
+            await self._store.activate_projection(projector.name, projector.version)
+        return applied
+
     async def replay_dead_letters(self, projector: str, *, stream_id: str | None = None) -> int:
         """Run projector `projector` again on its parked events; return how many succeeded.
 
         Each stream's events go in version order, one transaction each, which also
         deletes the event's dead letter. Events that fail again stay parked, with their
         `attempts` counted; for an ordered projector, so do the later ones of the stream.
+        `projector` is the projector's [`key`][eventcore.Projector.key] (its name, for
+        version 1).
         """
         return await replay_dead_letters(self._store, self._named(projector), stream_id=stream_id)
 
@@ -157,16 +206,47 @@ class ProjectionWorker:
         """Delete projector `projector`'s dead letters unreplayed; return how many.
 
         All of them, or those of one stream, or of the given events. Later events of
-        their streams are handled normally again.
+        their streams are handled normally again. `projector` is the projector's `key`.
         """
-        name = self._named(projector).name
+        name = self._named(projector).key
         return await discard_dead_letters(
             self._store, name, stream_id=stream_id, event_ids=event_ids
         )
 
+    async def _rebuild_here(
+        self, projector: Projector, lease: ProjectionLease, report: Progress
+    ) -> int:
+        """Apply events to `projector` until a batch is not full: it has caught up.
+
+        (Not until a read finds nothing: under a steady stream of appends, that may never
+        happen.) Progress is reported after each batch.
+        """
+        applied = 0
+        async with self._holding(projector, lease) as sub:
+            await report.at(self._held[projector.key].checkpoint)
+            while True:
+                batch = await sub.read()
+                if batch:
+                    await self._apply_with_retries(projector, batch)
+                    applied += len(batch)
+                    await report.at(batch[-1].log_position)
+                if len(batch) < self._batch_size:
+                    return applied
+
+    async def _caught_up(self, projector: Projector, target: LogPosition, report: Progress) -> bool:
+        """Whether the worker that runs `projector` has processed the log up to `target`."""
+        checkpoint = await self._checkpoint(projector)
+        await report.at(checkpoint)
+        if checkpoint >= target:
+            return True
+        waiting = await self._store.read_log(
+            checkpoint, limit=1, event_types=projector.event_types()
+        )
+        return not waiting or waiting[0].log_position > target
+
     def _named(self, name: str) -> Projector:
         for projector in self.projectors:
-            if projector.name == name:
+            if projector.key == name:
                 return projector
         raise ProjectionError(f"this worker has no projector named {name!r}")
 
@@ -174,13 +254,13 @@ class ProjectionWorker:
         """Run `projector` while this process holds its lease; else (or once lost) retry."""
         while True:
             try:
-                async with self._leases.hold(projector.name) as lease:
+                async with self._leases.hold(projector.key) as lease:
                     if lease is not None:
                         async with self._holding(projector, lease) as batches:
                             async for batch in batches:
                                 await self._apply_with_retries(projector, batch)
             except LeaseLostError as error:
-                _log.warning("projector %s stopped here: %s", projector.name, error)
+                _log.warning("projector %s stopped here: %s", projector.key, error)
             await anyio.sleep(self._lease_retry)
 
     @asynccontextmanager
@@ -189,15 +269,15 @@ class ProjectionWorker:
     ) -> AsyncIterator[Subscription]:
         """Subscribe from the checkpoint; batches are guarded by `lease` meanwhile."""
         checkpoint = await self._checkpoint(projector)
-        self._held[projector.name] = _Held(lease, checkpoint)
+        self._held[projector.key] = _Held(lease, checkpoint)
         try:
             async with self._subscription(projector, checkpoint) as batches:
                 yield batches
         finally:
-            del self._held[projector.name]
+            del self._held[projector.key]
 
     async def _guard(self, projector: Projector, session: EventStoreSession) -> None:
-        held = self._held.get(projector.name)
+        held = self._held.get(projector.key)
         if held is not None:
             await held.lease.guard(session, held.checkpoint)
 
@@ -216,8 +296,8 @@ class ProjectionWorker:
         )
 
     async def _checkpoint(self, projector: Projector) -> LogPosition:
-        found = await self._store.load_checkpoints([projector.name])
-        return found.get(projector.name, LogPosition())
+        found = await self._store.load_checkpoints([projector.key])
+        return found.get(projector.key, LogPosition())
 
     async def _apply_with_retries(self, projector: Projector, batch: list[RecordedEvent]) -> None:
         poisoned: dict[uuid.UUID, str] = {}  # events to park, when the projector parks
@@ -231,7 +311,7 @@ class ProjectionWorker:
                 return
             except _EventFailed as failure:
                 if attempt < self._retries:
-                    _log.warning("projector %s failed, retrying: %r", projector.name, failure.cause)
+                    _log.warning("projector %s failed, retrying: %r", projector.key, failure.cause)
                     await anyio.sleep(self._retry_delay * 2**attempt)
                     attempt += 1
                     continue
@@ -266,9 +346,9 @@ class ProjectionWorker:
                     await rows.flush(ProjectionContext(batch[-1], session).connection)
                 except Exception as error:  # which event's row failed is found on retry
                     raise _EventFailed(batch[-1], error) from error
-            await session.save_checkpoint(projector.name, batch[-1].log_position)
+            await session.save_checkpoint(projector.key, batch[-1].log_position)
             await session.commit([])
-        if (held := self._held.get(projector.name)) is not None:
+        if (held := self._held.get(projector.key)) is not None:
             held.checkpoint = batch[-1].log_position
 
 
@@ -288,7 +368,7 @@ class _EventFailed(Exception):
 def _gave_up(projector: Projector, failure: _EventFailed, attempts: int) -> ProjectionError:
     r = failure.recorded
     return ProjectionError(
-        f"projector {projector.name!r} stopped: {r.event_type} at stream {r.stream_id!r} "
+        f"projector {projector.key!r} stopped: {r.event_type} at stream {r.stream_id!r} "
         f"version {r.version} (log position {tuple(r.log_position)}) failed {attempts} "
         f"times: {failure.cause!r}"
     )
@@ -297,7 +377,7 @@ def _gave_up(projector: Projector, failure: _EventFailed, attempts: int) -> Proj
 def _parking(projector: Projector, failure: _EventFailed) -> str:
     """Log that the failed event gets parked; return the error text to park it with."""
     r = failure.recorded
-    _log.error("projector %s parks %s of stream %r version %d: %r", projector.name,
+    _log.error("projector %s parks %s of stream %r version %d: %r", projector.key,
                r.event_type, r.stream_id, r.version, failure.cause)  # fmt: skip
     return describe(failure.cause)
 
@@ -321,7 +401,7 @@ async def wait_for_projection(
         with anyio.fail_after(timeout):
             target = await _readable(store, position)
             while True:
-                done = (await store.load_checkpoints([projector.name])).get(projector.name)
+                done = (await store.load_checkpoints([projector.key])).get(projector.key)
                 after = done or LogPosition()
                 if after >= target:
                     return
@@ -332,7 +412,7 @@ async def wait_for_projection(
                 delay = min(delay * 2, 0.1)
     except TimeoutError:
         raise CatchUpTimeoutError(
-            f"projection {projector.name!r} did not reach {position} within {timeout} s"
+            f"projection {projector.key!r} did not reach {position} within {timeout} s"
         ) from None
 
 
@@ -352,7 +432,7 @@ async def _readable(store: EventStore, position: LogPosition | int) -> LogPositi
 
 
 async def _status(store: EventStore, projector: Projector, head: int) -> ProjectionStatus:
-    checkpoint = (await store.load_checkpoints([projector.name])).get(projector.name, LogPosition())
+    checkpoint = (await store.load_checkpoints([projector.key])).get(projector.key, LogPosition())
     waiting = await store.read_log(checkpoint, limit=1, event_types=projector.event_types())
     lag = (datetime.now(UTC) - waiting[0].recorded_at).total_seconds() if waiting else 0.0
-    return ProjectionStatus(projector.name, checkpoint, head, bool(waiting), max(lag, 0.0))
+    return ProjectionStatus(projector.key, checkpoint, head, bool(waiting), max(lag, 0.0))

@@ -101,12 +101,29 @@ class PendingRows:
             await connection.execute(sa_insert(table), values)
 
 
+def _key(cls: type[Projector]) -> str:
+    """The storage key of `cls`, once its name and version are checked."""
+    if "@" in cls.name:
+        raise ProjectionError(f"{cls.__name__}: a projector name cannot contain '@'")
+    version = cls.version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ProjectionError(f"{cls.__name__}: version must be an int >= 1, not {version!r}")
+    return cls.name if version == 1 else f"{cls.name}@v{version}"
+
+
 class Projector:
     """Base class of projectors: named, with one `@projects` handler per event type.
 
     The `name` (a class keyword, default: the class name) identifies the projection's
     checkpoint: keep it stable. Events without a handler are skipped (they are not even
     read, the subscription filters by type).
+
+    The `version` (a class keyword, default 1) is the version of the read model's
+    schema. A new version is a new projector with the same `name` that writes to a
+    table (or schema) of its own; it has its own checkpoint, lease and dead letters
+    (under its [`key`][eventcore.Projector.key]), so it can be built from the start of
+    the log while the old version keeps serving, then switched to (see
+    [Rebuilding projections](../concepts/rebuilding-projections.md)).
 
     Handlers of an asynchronous projection (run by a
     [`ProjectionWorker`][eventcore.ProjectionWorker]) take effect exactly once for writes
@@ -122,6 +139,11 @@ class Projector:
     """
 
     name: ClassVar[str] = "Projector"
+    version: ClassVar[int] = 1
+    """The version of the read model's schema (1, 2, ...): each writes its own tables."""
+    key: ClassVar[str] = "Projector"
+    """What the checkpoint, lease and dead letters are stored under: the `name` for
+    version 1, `name@vN` for a later version N."""
     on_failure: ClassVar[OnFailure] = "stop"
     """`"stop"` or `"park"`: what to do with an event that still fails after retries."""
     ordered: ClassVar[bool] = True
@@ -131,12 +153,16 @@ class Projector:
         cls,
         *,
         name: str | None = None,
+        version: int | None = None,
         on_failure: OnFailure | None = None,
         ordered: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         cls.name = name or cls.__name__
+        if version is not None:
+            cls.version = version
+        cls.key = _key(cls)
         if on_failure is not None:
             cls.on_failure = on_failure
         if ordered is not None:

@@ -14,6 +14,7 @@ from eventcore._exceptions import InvalidEventError, UnitOfWorkError
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EncodedEvent,
+    PreparedAppend,
     check_log_read,
     check_read_range,
     decode_row,
@@ -22,6 +23,13 @@ from eventcore._persistence._codec import (
     validate_stream_id,
 )
 from eventcore._persistence._dead_letters import DeadLetter
+from eventcore._persistence._deadlines import (
+    Deadline,
+    deadline_appends,
+    due_now,
+    encode_deadline,
+)
+from eventcore._persistence._projection_versions import check_activation
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
 from eventcore._persistence._store import (
@@ -72,6 +80,8 @@ class InMemoryEventStore:
         self._signal = AppendSignal()
         self._checkpoints: dict[str, LogPosition] = {}
         self._dead_letters: dict[tuple[str, uuid.UUID], DeadLetter] = {}
+        self._deadlines: dict[uuid.UUID, Deadline] = {}
+        self._active_versions: dict[str, int] = {}
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -92,8 +102,10 @@ class InMemoryEventStore:
 
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams atomically: all or none."""
+        return self._append_prepared(encode_appends(appends, self._max_payload_bytes))
+
+    def _append_prepared(self, prepared: list[PreparedAppend]) -> list[AppendResult]:
         # No await between the checks and the writes: atomic under asyncio.
-        prepared = encode_appends(appends, self._max_payload_bytes)
         plans = [self._plan(p.stream_id, p.expected_version, p.events) for p in prepared]
         check_all_or_none_stored(plans)
         now = datetime.now(UTC)
@@ -156,6 +168,31 @@ class InMemoryEventStore:
     async def delete_checkpoint(self, name: str) -> None:
         """Forget subscriber `name`'s checkpoint."""
         self._checkpoints.pop(name, None)
+
+    async def active_projection_versions(self) -> dict[str, int]:
+        """The active version of each projection whose version was ever switched."""
+        return dict(self._active_versions)
+
+    async def activate_projection(self, name: str, version: int) -> None:
+        """Make `version` of projection `name` the one that serves readers."""
+        check_activation(name, version)
+        self._active_versions[name] = version
+
+    async def fire_deadlines(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Append the events of the deadlines due at `now`; return how many fired."""
+        moment = due_now(now, limit)
+        due = [d for d in self._deadlines.values() if d.due_at <= moment]
+        due = sorted(due, key=lambda d: (d.due_at, d.id))[:limit]
+        if due:
+            self._append_prepared(deadline_appends(due))
+            for deadline in due:
+                del self._deadlines[deadline.id]
+        return len(due)
+
+    async def list_deadlines(self, stream_id: str | None = None) -> list[Deadline]:
+        """The scheduled deadlines (of one stream, if given), the earliest first."""
+        found = [d for d in self._deadlines.values() if stream_id in (None, d.stream_id)]
+        return sorted(found, key=lambda d: (d.due_at, d.id))
 
     async def list_dead_letters(self, projector: str | None = None) -> list[DeadLetter]:
         """The events parked for `projector` (all projectors when `None`), in log order."""
@@ -276,6 +313,8 @@ class _InMemorySession:
         self._checkpoints: dict[str, LogPosition] = {}
         # Dead letters to park (or, for None, to release) at commit.
         self._letters: dict[tuple[str, uuid.UUID], DeadLetter | None] = {}
+        # Deadlines to schedule (or, for None, to cancel) at commit.
+        self._deadlines: dict[uuid.UUID, Deadline | None] = {}
 
     async def save_checkpoint(self, name: str, position: LogPosition) -> None:
         self._checkpoints[name] = position
@@ -298,6 +337,16 @@ class _InMemorySession:
             for (name, _), d in letters.items()
             if d is not None and name == projector and d.stream_id in wanted
         }
+
+    async def schedule_deadline(
+        self, stream_id: str, event: NewEvent, due_at: datetime, *, stream_type: str = ""
+    ) -> None:
+        limit = self._store._max_payload_bytes
+        deadline = encode_deadline(stream_id, event, due_at, stream_type, limit)
+        self._deadlines[deadline.id] = deadline
+
+    async def cancel_deadline(self, deadline_id: uuid.UUID) -> None:
+        self._deadlines[deadline_id] = None
 
     async def read_stream(
         self,
@@ -335,6 +384,11 @@ class _InMemorySession:
                 stored.pop(key, None)
             else:
                 stored[key] = _parked_again(stored.get(key), letter)
+        for deadline_id, deadline in self._deadlines.items():
+            if deadline is None:
+                self._store._deadlines.pop(deadline_id, None)
+            else:
+                self._store._deadlines[deadline_id] = deadline
         return results
 
     async def rollback(self) -> None:

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
+
+if TYPE_CHECKING:
+    from eventcore._persistence._deadlines import Deadline
 
 __all__ = [
     "AppendResult",
@@ -121,6 +124,21 @@ class EventStoreSession(Protocol):
 
     async def parked_streams(self, projector: str, stream_ids: Collection[str]) -> set[str]:
         """Which of `stream_ids` have events parked for `projector`."""
+        ...
+
+    async def schedule_deadline(
+        self, stream_id: str, event: NewEvent, due_at: datetime, *, stream_type: str = ""
+    ) -> None:
+        """Schedule `event` to be appended to `stream_id` at `due_at` (timezone-aware).
+
+        It commits with the session. The deadline's id is `event.event_id`, which the
+        event keeps in the log; [`fire_deadlines`][eventcore.EventStore.fire_deadlines]
+        appends it once due.
+        """
+        ...
+
+    async def cancel_deadline(self, deadline_id: uuid.UUID) -> None:
+        """Delete a scheduled deadline, with the session (a no-op once it has fired)."""
         ...
 
     async def commit(
@@ -244,6 +262,23 @@ class EventStore(Protocol):
         """Forget subscriber `name`'s checkpoint: it starts again from the beginning."""
         ...
 
+    async def active_projection_versions(self) -> dict[str, int]:
+        """The active version of each projection whose version was ever switched.
+
+        A projection missing here serves its version 1. Readers pick the read model's
+        tables with [`active_version`][eventcore.active_version].
+        """
+        ...
+
+    async def activate_projection(self, name: str, version: int) -> None:
+        """Make `version` of projection `name` the one that serves readers, atomically.
+
+        One row per projection: readers see the old version or the new one, never a mix.
+        [`ProjectionWorker.rebuild`][eventcore.ProjectionWorker.rebuild] calls it once
+        the new version has caught up; call it yourself to switch back.
+        """
+        ...
+
     async def list_dead_letters(self, projector: str | None = None) -> list[DeadLetter]:
         """The events parked for `projector` (for every projector when `None`), in log order.
 
@@ -251,6 +286,19 @@ class EventStore(Protocol):
         ([`EventStoreSession.park`][eventcore.EventStoreSession.park]); a
         [`ProjectionWorker`][eventcore.ProjectionWorker] replays or discards them.
         """
+        ...
+
+    async def fire_deadlines(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Append the events of deadlines due at `now` (default: now); return how many.
+
+        At most `limit` deadlines, the earliest first; each event goes at the end of its
+        stream (no expected version), and its deadline is deleted, in one transaction.
+        Concurrent callers (several workers) never fire one deadline twice.
+        """
+        ...
+
+    async def list_deadlines(self, stream_id: str | None = None) -> list[Deadline]:
+        """The scheduled deadlines (of one stream, if given), the earliest first."""
         ...
 
     def session(self) -> AbstractAsyncContextManager[EventStoreSession]:

@@ -107,6 +107,8 @@ class EventStoreTables:
         self.snapshots = _snapshots_table(self.metadata, f"{prefix}snapshots", schema)
         self.checkpoints = _checkpoints_table(self.metadata, f"{prefix}checkpoints", schema)
         self.dead_letters = _dead_letters_table(self.metadata, f"{prefix}dead_letters", schema)
+        self.projections = _projections_table(self.metadata, f"{prefix}projections", schema)
+        self.deadlines = _deadlines_table(self.metadata, f"{prefix}deadlines", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -195,6 +197,37 @@ def _dead_letters_table(metadata: MetaData, name: str, schema: str | None) -> Ta
     )
 
 
+def _projections_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    """Which version of each projection's read model serves readers (after a rebuild)."""
+    return Table(
+        name,
+        metadata,
+        Column("name", String(255), primary_key=True),
+        Column("active_version", Integer(), nullable=False),
+        Column("switched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        schema=schema,
+    )
+
+
+def _deadlines_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    """Events scheduled to be appended to a stream when due (process manager deadlines)."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Uuid(), primary_key=True),
+        Column("stream_id", String(255), nullable=False),
+        Column("stream_type", String(255), nullable=False, server_default=""),
+        Column("due_at", DateTime(timezone=True), nullable=False),
+        Column("event_type", String(255), nullable=False),
+        Column("schema_version", Integer(), nullable=False),
+        Column("data", Text(), nullable=False),
+        Column("metadata", Text(), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index(f"{name}_due", "due_at"),
+        schema=schema,
+    )
+
+
 async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
@@ -206,4 +239,6 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
         if tables.schema and engine.dialect.name == "postgresql":
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
         own = [tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters]
+        own.append(tables.projections)
+        own.append(tables.deadlines)
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))

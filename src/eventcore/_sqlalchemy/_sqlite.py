@@ -138,14 +138,20 @@ class SqliteBackend:
                 "this task already holds SQLite's only write transaction (an open unit of "
                 "work); write through that unit of work, or after it ends"
             )
-        async with self._write_lock, _translated_errors(), self._engine.connect() as conn:
+        async with self._write_lock, _translated_errors():
+            with anyio.CancelScope(shield=True):
+                conn = await self._engine.connect()
             self._writer = task
             try:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
             finally:
                 self._writer = None
-                await conn.rollback()
+                # Shielded, like reads (see `_fetch`): a cancelled unit of work still
+                # gives its connection back cleanly.
+                with anyio.CancelScope(shield=True):
+                    await conn.rollback()
+                    await conn.close()
 
     async def append_in_transaction(
         self, conn: AsyncConnection, appends: Sequence[PreparedAppend]
@@ -232,8 +238,12 @@ class SqliteBackend:
             if conn is not None:
                 rows = (await conn.execute(query)).all()
             else:
-                async with self._engine.connect() as own:
-                    rows = (await own.execute(query)).all()
+                # Shielded: a read is short, and a connection whose query is cancelled
+                # gets terminated by SQLAlchemy in a task that aiosqlite can leave hanging
+                # forever (event loop shutdown then hangs too).
+                with anyio.CancelScope(shield=True):
+                    async with self._engine.connect() as own:
+                        rows = (await own.execute(query)).all()
         return [self._decode(row) for row in rows]
 
     def _decode(self, row: Row[Any]) -> RecordedEvent:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
-from eventcore._exceptions import InvalidEventError, UnsupportedBackendError
+from eventcore._exceptions import ConcurrencyError, InvalidEventError, UnsupportedBackendError
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     PreparedAppend,
@@ -23,6 +23,12 @@ from eventcore._persistence._codec import (
     validate_stream_id,
 )
 from eventcore._persistence._dead_letters import DeadLetter
+from eventcore._persistence._deadlines import (
+    Deadline,
+    deadline_appends,
+    due_now,
+    encode_deadline,
+)
 from eventcore._persistence._leases import InProcessLeases, ProjectionLeases
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
@@ -34,6 +40,8 @@ from eventcore._persistence._store import (
 )
 from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
 from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
+from eventcore._sqlalchemy._deadlines import SqlAlchemyDeadlines
+from eventcore._sqlalchemy._projection_versions import SqlAlchemyProjectionVersions
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 
 if TYPE_CHECKING:
@@ -41,6 +49,8 @@ if TYPE_CHECKING:
     from eventcore._sqlalchemy._sqlite import SqliteBackend
 
 __all__ = ["SqlAlchemyEventStore", "SqlAlchemySession"]
+
+_FIRE_ATTEMPTS = 20  # firing deadlines that lose a race with a stream's writer is retried
 
 
 class _BackendSession(Protocol):
@@ -100,6 +110,8 @@ class SqlAlchemyEventStore:
         self._checkpoints = SqlAlchemyCheckpoints(engine, self.tables)
         self._leases: ProjectionLeases | None = None
         self._dead_letters = SqlAlchemyDeadLetters(engine, self.tables)
+        self._deadlines = SqlAlchemyDeadlines(engine, self.tables)
+        self._versions = SqlAlchemyProjectionVersions(engine, self.tables)
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -217,6 +229,47 @@ class SqlAlchemyEventStore:
         """The events parked for `projector` (all projectors when `None`), in log order."""
         return await self._dead_letters.load_all(projector)
 
+    async def active_projection_versions(self) -> dict[str, int]:
+        """The active version of each projection whose version was ever switched."""
+        return await self._versions.load_all()
+
+    async def activate_projection(self, name: str, version: int) -> None:
+        """Make `version` of projection `name` the one that serves readers (one row)."""
+        await self._versions.activate(name, version)
+
+    async def fire_deadlines(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Append the events of the deadlines due at `now`; return how many fired.
+
+        One transaction takes the due deadlines (on PostgreSQL with `FOR UPDATE SKIP
+        LOCKED`, so concurrent callers share them out), appends their events and
+        deletes them. It is retried when it loses a race with a stream's writer.
+        """
+        moment = due_now(now, limit)
+        for _ in range(_FIRE_ATTEMPTS):
+            try:
+                return await self._fire_once(moment, limit)
+            except ConcurrencyError:
+                continue  # a writer appended to one of the streams meanwhile
+        raise ConcurrencyError(f"gave up firing deadlines after {_FIRE_ATTEMPTS} lost races")
+
+    async def _fire_once(self, now: datetime, limit: int) -> int:
+        async with self._backend.session() as inner:
+            due = await self._deadlines.take_due(inner.connection, now, limit)
+            if not due:
+                return 0
+            results = await inner.commit_prepared(deadline_appends(due), None)
+        if all(r.already_stored for r in results):
+            # The commit was rolled back: their events are in the log already (another
+            # caller took them once this one had lost a race). Drop any leftover rows.
+            async with self.engine.begin() as conn:
+                await self._deadlines.cancel(conn, [d.id for d in due])
+            return 0
+        return len(due)
+
+    async def list_deadlines(self, stream_id: str | None = None) -> list[Deadline]:
+        """The scheduled deadlines (of one stream, if given), the earliest first."""
+        return await self._deadlines.load_all(stream_id)
+
     def projection_leases(self) -> ProjectionLeases:
         """Where projection workers take their leases (one per projector at a time).
 
@@ -247,7 +300,11 @@ class SqlAlchemyEventStore:
         """Open a transaction for a unit of work; it rolls back unless committed."""
         async with self._backend.session() as inner:
             yield SqlAlchemySession(
-                inner, self._max_payload_bytes, self._checkpoints, self._dead_letters
+                inner,
+                self._max_payload_bytes,
+                self._checkpoints,
+                self._dead_letters,
+                self._deadlines,
             )
 
 
@@ -260,11 +317,13 @@ class SqlAlchemySession:
         max_payload_bytes: int,
         checkpoints: SqlAlchemyCheckpoints,
         dead_letters: SqlAlchemyDeadLetters,
+        deadlines: SqlAlchemyDeadlines,
     ) -> None:
         self._inner = inner
         self._max_payload_bytes = max_payload_bytes
         self._checkpoints = checkpoints
         self._dead_letters = dead_letters
+        self._deadlines = deadlines
 
     async def save_checkpoint(self, name: str, position: LogPosition) -> None:
         """Record subscriber `name`'s checkpoint in this session's transaction."""
@@ -284,6 +343,17 @@ class SqlAlchemySession:
     async def parked_streams(self, projector: str, stream_ids: Collection[str]) -> set[str]:
         """Which of `stream_ids` have events parked for `projector`."""
         return await self._dead_letters.parked_streams(self.connection, projector, stream_ids)
+
+    async def schedule_deadline(
+        self, stream_id: str, event: NewEvent, due_at: datetime, *, stream_type: str = ""
+    ) -> None:
+        """Schedule `event` for `stream_id` at `due_at`, in this session's transaction."""
+        deadline = encode_deadline(stream_id, event, due_at, stream_type, self._max_payload_bytes)
+        await self._deadlines.schedule(self.connection, deadline)
+
+    async def cancel_deadline(self, deadline_id: uuid.UUID) -> None:
+        """Delete a scheduled deadline, in this session's transaction."""
+        await self._deadlines.cancel(self.connection, [deadline_id])
 
     @property
     def connection(self) -> AsyncConnection:

@@ -38,16 +38,20 @@ def load_projectors(spec: str | None) -> list[Projector]:
 
 
 def select(projectors: Sequence[Projector], names: Iterable[str]) -> list[Projector]:
-    """The projectors called `names`, in that order (all of them when `names` is empty)."""
+    """The projectors called `names`, in that order (all of them when `names` is empty).
+
+    A name selects every version of its projection; a key (`name@v2`) just that one.
+    """
     wanted = list(names)
     if not wanted:
         return list(projectors)
-    by_name = {p.name: p for p in projectors}
-    unknown = [name for name in wanted if name not in by_name]
+    found = {name: [p for p in projectors if name in (p.name, p.key)] for name in wanted}
+    unknown = [name for name, matches in found.items() if not matches]
     if unknown:
-        known = ", ".join(sorted(by_name)) or "none"
+        known = ", ".join(sorted(p.key for p in projectors)) or "none"
         raise click.UsageError(f"no projector named {', '.join(unknown)} (known: {known})")
-    return [by_name[name] for name in wanted]
+    chosen = [p for name in wanted for p in found[name]]
+    return [p for i, p in enumerate(chosen) if p not in chosen[:i]]
 
 
 def _import(module_name: str, spec: str) -> object:

@@ -8,16 +8,19 @@ from collections.abc import Callable
 import anyio
 import click
 
-from eventcore import EventStore, LogPosition, ProjectionStatus, ProjectionWorker
+from eventcore import EventStore, LogPosition, ProjectionStatus, ProjectionWorker, Projector
 from eventcore.cli._app import load_projectors, select
 from eventcore.cli._connection import Settings, open_store, pass_settings
 from eventcore.cli._horizon import wait_until_readable
 from eventcore.cli._output import echo_json, echo_table, position_text, status_row
+from eventcore.cli._rebuild import activate, rebuild
 from eventcore.cli._running import run, until_signalled
 
 __all__ = ["projections"]
 
 _HEADERS = ["NAME", "CHECKPOINT", "HEAD", "PENDING", "LAG"]
+_Active = dict[str, int]
+"""The active version of each projection whose version was switched."""
 _batch_size = click.option(
     "--batch-size", type=click.IntRange(min=1), default=200, show_default=True,
     help="Events per transaction (handlers and checkpoint commit together).",
@@ -39,25 +42,29 @@ def list_projections(settings: Settings, as_json: bool) -> None:
     With --app, every projector of the application is listed, with whether events it
     handles wait (PENDING) and the age of the oldest of them (LAG). Checkpoints of
     other subscribers (or without --app, all of them) are listed too, with '-' where
-    only their projector could tell.
+    only their projector could tell. A version after the first is listed as
+    NAME@vN; once versions are in play, a second table shows which one is ACTIVE.
     """
     projectors = load_projectors(settings.app) if settings.app else []
 
-    async def collect() -> tuple[list[ProjectionStatus], dict[str, LogPosition], int]:
+    async def collect() -> tuple[list[ProjectionStatus], dict[str, LogPosition], int, _Active]:
         async with open_store(settings) as store:
             statuses = await ProjectionWorker(store, projectors).status() if projectors else []
-            return statuses, await store.load_checkpoints(), await store.log_head()
+            active = await store.active_projection_versions()
+            return statuses, await store.load_checkpoints(), await store.log_head(), active
 
-    statuses, checkpoints, head = run(collect)
+    statuses, checkpoints, head, active = run(collect)
     others = {n: p for n, p in sorted(checkpoints.items()) if n not in {s.name for s in statuses}}
     if as_json:
-        echo_json([*map(_status_json, statuses), *(_other_json(*o, head) for o in others.items())])
+        own = [_status_json(s, p, active) for s, p in zip(statuses, projectors, strict=True)]
+        echo_json([*own, *(_other_json(*o, head) for o in others.items())])
     elif not statuses and not others:
         click.echo("no projections yet (with --app, the application's are listed)")
     else:
         rows = [status_row(s) for s in statuses]
         rows += [[name, position_text(p), str(head), "-", "-"] for name, p in others.items()]
         echo_table(_HEADERS, rows)
+        _echo_active(projectors, active)
 
 
 @projections.command()
@@ -107,7 +114,7 @@ def catch_up(settings: Settings, names: tuple[str, ...], batch_size: int) -> Non
             return await _with_progress(store, worker)
 
     applied = run(catch_up_all)
-    click.echo(f"caught up: {applied} events applied ({', '.join(p.name for p in chosen)})")
+    click.echo(f"caught up: {applied} events applied ({', '.join(p.key for p in chosen)})")
 
 
 @projections.command("run")
@@ -126,7 +133,7 @@ def run_workers(settings: Settings, names: tuple[str, ...], batch_size: int) -> 
     async def follow() -> None:
         async with open_store(settings) as store:
             worker = ProjectionWorker(store, chosen, batch_size=batch_size)
-            click.echo(f"running {', '.join(p.name for p in chosen)}; stop with Ctrl-C", err=True)
+            click.echo(f"running {', '.join(p.key for p in chosen)}; stop with Ctrl-C", err=True)
             await until_signalled(worker.run)
 
     run(follow)
@@ -134,7 +141,7 @@ def run_workers(settings: Settings, names: tuple[str, ...], batch_size: int) -> 
 
 
 async def _with_progress(store: EventStore, worker: ProjectionWorker) -> int:
-    names = [p.name for p in worker.projectors]
+    names = [p.key for p in worker.projectors]
     head = await store.log_head()
     start = await store.load_checkpoints(names)
     begin = {n: min(start.get(n, LogPosition()).global_position, head) for n in names}
@@ -174,15 +181,30 @@ async def _track(
             await finished.wait()
 
 
-def _status_json(status: ProjectionStatus) -> dict[str, object]:
+def _status_json(status: ProjectionStatus, of: Projector, active: _Active) -> dict[str, object]:
     return {
         "name": status.name,
         "checkpoint": status.checkpoint._asdict(),
         "head": status.head,
         "pending": status.pending,
         "lag_seconds": status.lag_seconds,
+        "version": of.version,
+        "active": active.get(of.name, 1) == of.version,
     }
+
+
+def _echo_active(projectors: list[Projector], active: _Active) -> None:
+    """Which version of each projection serves, once versions are in play."""
+    if not active and all(p.version == 1 for p in projectors):
+        return
+    names = sorted(active.keys() | {p.name for p in projectors})
+    click.echo()
+    echo_table(["NAME", "ACTIVE"], [[name, f"v{active.get(name, 1)}"] for name in names])
 
 
 def _other_json(name: str, position: LogPosition, head: int) -> dict[str, object]:
     return {"name": name, "checkpoint": position._asdict(), "head": head}
+
+
+projections.add_command(rebuild)
+projections.add_command(activate)
