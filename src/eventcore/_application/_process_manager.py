@@ -13,7 +13,7 @@ from eventcore._application._repository import Repository
 from eventcore._application._unit_of_work import UnitOfWork
 from eventcore._domain._aggregate import Aggregate
 from eventcore._domain._events import DomainEvent, EventRegistry, default_registry
-from eventcore._domain._handlers import collect_handlers
+from eventcore._domain._handlers import cached_handlers, stored_names
 from eventcore._domain._metadata import NewEvent, RecordedEvent
 from eventcore._exceptions import AggregateError, AggregateNotFoundError, ProcessManagerError
 from eventcore._persistence._store import EventStore
@@ -105,17 +105,14 @@ class ProcessManager(Aggregate):
     @classmethod
     def reactions(cls) -> dict[type[DomainEvent], _Reaction]:
         """The `@reacts` method of each event class this manager reacts to."""
-        cached: dict[type[DomainEvent], _Reaction] | None = cls.__dict__.get("_eventcore_reacts")
-        if cached is None:
-            cached = collect_handlers(cls, _MARK, ProcessManagerError)
-            cls._eventcore_reacts = cached  # type: ignore[attr-defined]
-        return cached
+        reactions: dict[type[DomainEvent], _Reaction]
+        reactions = cached_handlers(cls, _MARK, ProcessManagerError)
+        return reactions
 
     @classmethod
     def event_types(cls, registry: EventRegistry | None = None) -> list[str]:
         """The stored type names this manager reads (aliases included)."""
-        registry = registry or default_registry
-        return sorted({name for c in cls.reactions() for name in registry.names_of(c)})
+        return stored_names(cls.reactions(), registry or default_registry)
 
     async def react(self, recorded: RecordedEvent, context: ProcessContext) -> None:
         """Run the reaction to `recorded` (called by the worker)."""

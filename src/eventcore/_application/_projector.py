@@ -10,7 +10,7 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventcore._domain._events import DomainEvent, EventRegistry, default_registry
-from eventcore._domain._handlers import collect_handlers
+from eventcore._domain._handlers import cached_handlers, stored_names
 from eventcore._domain._metadata import RecordedEvent
 from eventcore._exceptions import ProjectionError
 from eventcore._persistence._store import EventStoreSession
@@ -175,18 +175,14 @@ class Projector:
     @classmethod
     def handlers(cls) -> dict[type[DomainEvent], Callable[..., Awaitable[None]]]:
         """The handler method of each event class this projector handles."""
-        cached: dict[type[DomainEvent], Callable[..., Awaitable[None]]] | None
-        cached = cls.__dict__.get("_eventcore_handlers")
-        if cached is None:
-            cached = collect_handlers(cls, _MARK, ProjectionError)
-            cls._eventcore_handlers = cached  # type: ignore[attr-defined]
-        return cached
+        handlers: dict[type[DomainEvent], Callable[..., Awaitable[None]]]
+        handlers = cached_handlers(cls, _MARK, ProjectionError)
+        return handlers
 
     @classmethod
     def event_types(cls, registry: EventRegistry | None = None) -> list[str]:
         """The stored type names this projector reads (aliases included)."""
-        registry = registry or default_registry
-        return sorted({name for c in cls.handlers() for name in registry.names_of(c)})
+        return stored_names(cls.handlers(), registry or default_registry)
 
     async def project(self, recorded: RecordedEvent, context: ProjectionContext) -> None:
         """Apply one event to the read model (called by workers and units of work)."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from eventcore._domain._events import DomainEvent
-from eventcore._domain._handlers import collect_handlers
+from eventcore._domain._handlers import cached_handlers
 from eventcore._domain._metadata import NewEvent
 from eventcore._exceptions import AggregateError
 
@@ -149,11 +149,7 @@ class Aggregate:
 
     @classmethod
     def _handlers(cls) -> dict[type[DomainEvent], _Handler]:
-        cached: dict[type[DomainEvent], _Handler] | None = cls.__dict__.get("_eventcore_handlers")
-        if cached is not None:
-            return cached
-        handlers: dict[type[DomainEvent], _Handler] = collect_handlers(cls, _MARK, AggregateError)
-        cls._eventcore_handlers = handlers  # type: ignore[attr-defined]
+        handlers: dict[type[DomainEvent], _Handler] = cached_handlers(cls, _MARK, AggregateError)
         return handlers
 
     # -- snapshots --------------------------------------------------------------------

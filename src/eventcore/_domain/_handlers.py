@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from eventcore._domain._events import DomainEvent
+from eventcore._domain._events import DomainEvent, EventRegistry
 from eventcore._exceptions import EventcoreError
 
-__all__ = ["collect_handlers"]
+__all__ = ["cached_handlers", "collect_handlers", "stored_names"]
 
 
 def collect_handlers(
@@ -31,6 +31,23 @@ def collect_handlers(
             seen.add(name)
             handlers.setdefault(_event_type_of(klass, member, error), getattr(cls, name))
     return handlers
+
+
+def cached_handlers(
+    cls: type, mark: str, error: type[EventcoreError]
+) -> dict[type[DomainEvent], Callable[..., Any]]:
+    """`collect_handlers(cls, mark, error)`, worked out once per class and kept on it."""
+    key = f"_eventcore_handlers{mark}"
+    cached: dict[type[DomainEvent], Callable[..., Any]] | None = cls.__dict__.get(key)
+    if cached is None:
+        cached = collect_handlers(cls, mark, error)
+        setattr(cls, key, cached)
+    return cached
+
+
+def stored_names(classes: Iterable[type[DomainEvent]], registry: EventRegistry) -> list[str]:
+    """Every stored type name (aliases included) of `classes`, sorted."""
+    return sorted({name for cls in classes for name in registry.names_of(cls)})
 
 
 def _event_type_of(
