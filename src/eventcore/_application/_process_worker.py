@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from eventcore._application._following import follow_under_lease, single_failure
 from eventcore._application._process_manager import ProcessBatch, ProcessContext, ProcessManager
 from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
@@ -89,17 +90,11 @@ class ProcessManagerWorker:
         Raises [`ProcessManagerError`][eventcore.ProcessManagerError] when a manager
         gives up on a batch (the others are stopped too).
         """
-        try:
+        with single_failure():  # a ProcessManagerError is a ProjectionError
             async with anyio.create_task_group() as group:
                 group.start_soon(self._fire_deadlines_forever)
                 for manager in self.managers:
                     group.start_soon(self._follow, manager)
-        except BaseExceptionGroup as errors:
-            if len(errors.exceptions) == 1 and isinstance(
-                errors.exceptions[0], ProcessManagerError
-            ):
-                raise errors.exceptions[0] from errors.exceptions[0].__cause__
-            raise
 
     async def catch_up(self) -> int:
         """Fire the due deadlines and process every event committed so far; return how many.
@@ -131,16 +126,14 @@ class ProcessManagerWorker:
 
     async def _follow(self, manager: type[ProcessManager]) -> None:
         """Run `manager` while this process holds its lease; else (or once lost) retry."""
-        while True:
-            try:
-                async with self._leases.hold(self.checkpoint_name(manager)) as lease:
-                    if lease is not None:
-                        async with self._holding(manager, lease) as batches:
-                            async for batch in batches:
-                                await self._handle_with_retries(manager, batch)
-            except LeaseLostError as error:
-                _log.warning("process manager %s stopped here: %s", manager.name, error)
-            await anyio.sleep(self._lease_retry)
+
+        async def follow(lease: ProjectionLease) -> None:
+            async with self._holding(manager, lease) as batches:
+                async for batch in batches:
+                    await self._handle_with_retries(manager, batch)
+
+        key = self.checkpoint_name(manager)
+        await follow_under_lease(self._leases, key, follow, retry=self._lease_retry)
 
     async def _fire_deadlines_forever(self) -> None:
         while True:

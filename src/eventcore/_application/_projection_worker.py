@@ -17,11 +17,12 @@ from eventcore._application._dead_letters import (
     discard_dead_letters,
     replay_dead_letters,
 )
+from eventcore._application._following import follow_under_lease, single_failure
 from eventcore._application._projector import PendingRows, ProjectionContext, Projector
 from eventcore._application._rebuild import Progress, RebuildProgress, check_rebuildable
 from eventcore._application._subscription import Subscription
 from eventcore._domain._metadata import LogPosition, RecordedEvent
-from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProjectionError
+from eventcore._exceptions import CatchUpTimeoutError, ProjectionError
 from eventcore._persistence._leases import ProjectionLease, ProjectionLeases, leases_for
 from eventcore._persistence._store import EventStore, EventStoreSession
 
@@ -95,15 +96,10 @@ class ProjectionWorker:
 
     async def run(self) -> None:
         """Follow the log with every projector until cancelled (or one gives up)."""
-        try:
+        with single_failure():
             async with anyio.create_task_group() as group:
                 for projector in self.projectors:
                     group.start_soon(self._follow, projector)
-        except BaseExceptionGroup as errors:
-            # The task group wraps a projector's failure (the others are cancelled).
-            if len(errors.exceptions) == 1 and isinstance(errors.exceptions[0], ProjectionError):
-                raise errors.exceptions[0] from errors.exceptions[0].__cause__
-            raise
 
     async def catch_up(self) -> int:
         """Process everything readable now, then return how many events were applied.
@@ -252,16 +248,13 @@ class ProjectionWorker:
 
     async def _follow(self, projector: Projector) -> None:
         """Run `projector` while this process holds its lease; else (or once lost) retry."""
-        while True:
-            try:
-                async with self._leases.hold(projector.key) as lease:
-                    if lease is not None:
-                        async with self._holding(projector, lease) as batches:
-                            async for batch in batches:
-                                await self._apply_with_retries(projector, batch)
-            except LeaseLostError as error:
-                _log.warning("projector %s stopped here: %s", projector.key, error)
-            await anyio.sleep(self._lease_retry)
+
+        async def follow(lease: ProjectionLease) -> None:
+            async with self._holding(projector, lease) as batches:
+                async for batch in batches:
+                    await self._apply_with_retries(projector, batch)
+
+        await follow_under_lease(self._leases, projector.key, follow, retry=self._lease_retry)
 
     @asynccontextmanager
     async def _holding(
