@@ -5,11 +5,15 @@ the inside out (each imports only from those before it):
 
 1. domain (`_domain`): events, metadata, aggregates. Standard library and pydantic only.
 2. persistence (`_persistence`, `_sqlalchemy`): the event store interface and backends.
-3. application (`_application`): repositories, the unit of work, retries.
+   Messaging (`_messaging`): the message envelope, broker protocols, the outbox interface.
+3. application (`_application`): repositories, the unit of work, projections, the outbox
+   relay and consumers.
+4. adapters (`eventcore.rabbitmq`, `eventcore.nats`, `eventcore.cli`): optional extras.
 """
 
 from __future__ import annotations
 
+from eventcore._application._consumer import Consumer, ConsumerContext, ConsumerWorker, handles
 from eventcore._application._process_manager import ProcessContext, ProcessManager, reacts
 from eventcore._application._process_worker import ProcessManagerWorker
 from eventcore._application._projection_worker import (
@@ -19,6 +23,7 @@ from eventcore._application._projection_worker import (
 )
 from eventcore._application._projector import OnFailure, ProjectionContext, Projector, projects
 from eventcore._application._rebuild import RebuildProgress, active_version
+from eventcore._application._relay import OutboxRelay, RelayMetrics
 from eventcore._application._repository import Repository
 from eventcore._application._retry import retry_on_conflict
 from eventcore._application._subscription import Subscription
@@ -31,6 +36,7 @@ from eventcore._domain._events import (
     default_registry,
     upcaster,
 )
+from eventcore._domain._integration import IntegrationEvent, IntegrationMapping, translates
 from eventcore._domain._metadata import (
     EventMetadata,
     LogPosition,
@@ -45,19 +51,25 @@ from eventcore._domain._metadata import (
 from eventcore._exceptions import (
     AggregateError,
     AggregateNotFoundError,
+    BrokerConnectionError,
     CatchUpTimeoutError,
     ConcurrencyError,
+    ConsumerError,
     DuplicateEventError,
     EventcoreError,
     EventDeserializationError,
     EventTypeConflictError,
     EventTypeError,
+    IntegrationEventError,
     InvalidEventError,
     InvalidStreamIdError,
     LeaseLostError,
+    MessageDecodeError,
+    MessagingError,
     PayloadTooLargeError,
     ProcessManagerError,
     ProjectionError,
+    PublishError,
     SchemaError,
     StoreConnectionError,
     StoreError,
@@ -67,6 +79,11 @@ from eventcore._exceptions import (
     UnsupportedBackendError,
     WrongExpectedVersionError,
 )
+from eventcore._messaging._broker import Delivery, MessageSource, Publisher, PublishResult
+from eventcore._messaging._encoding import decode_event, message_for
+from eventcore._messaging._memory import InMemoryBroker, InMemoryQueue
+from eventcore._messaging._message import Message, MessageHeaders
+from eventcore._messaging._outbox import Outbox, OutboxEntry, OutboxStatus
 from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._deadlines import Deadline
 from eventcore._persistence._leases import InProcessLeases, ProjectionLease, ProjectionLeases
@@ -82,6 +99,8 @@ from eventcore._persistence._store import (
     StreamAppend,
 )
 from eventcore._sqlalchemy._engines import postgres_engine, sqlite_engine
+from eventcore._sqlalchemy._inbox import InboxDeadLetter, SqlAlchemyInbox
+from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_leases import PostgresLeases
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
@@ -96,10 +115,16 @@ __all__ = [
     "AppendResult",
     "AppendSignal",
     "BeforeCommit",
+    "BrokerConnectionError",
     "CatchUpTimeoutError",
     "ConcurrencyError",
+    "Consumer",
+    "ConsumerContext",
+    "ConsumerError",
+    "ConsumerWorker",
     "DeadLetter",
     "Deadline",
+    "Delivery",
     "DomainEvent",
     "DuplicateEventError",
     "EventDeserializationError",
@@ -112,16 +137,31 @@ __all__ = [
     "EventTypeError",
     "EventcoreError",
     "ExpectedVersion",
+    "InMemoryBroker",
     "InMemoryEventStore",
+    "InMemoryQueue",
     "InMemorySnapshotStore",
     "InProcessLeases",
+    "InboxDeadLetter",
+    "IntegrationEvent",
+    "IntegrationEventError",
+    "IntegrationMapping",
     "InvalidEventError",
     "InvalidStreamIdError",
     "LeaseLostError",
     "LogPosition",
+    "Message",
     "MessageContext",
+    "MessageDecodeError",
+    "MessageHeaders",
+    "MessageSource",
+    "MessagingError",
     "NewEvent",
     "OnFailure",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxRelay",
+    "OutboxStatus",
     "PayloadTooLargeError",
     "PostgresLeases",
     "ProcessContext",
@@ -135,13 +175,19 @@ __all__ = [
     "ProjectionStatus",
     "ProjectionWorker",
     "Projector",
+    "PublishError",
+    "PublishResult",
+    "Publisher",
     "RebuildProgress",
     "RecordedEvent",
+    "RelayMetrics",
     "Repository",
     "SchemaError",
     "Snapshot",
     "SnapshotStore",
     "SqlAlchemyEventStore",
+    "SqlAlchemyInbox",
+    "SqlAlchemyOutbox",
     "SqlAlchemySession",
     "SqlAlchemySnapshotStore",
     "StoreConnectionError",
@@ -161,14 +207,18 @@ __all__ = [
     "caused_by",
     "create_schema",
     "current_context",
+    "decode_event",
     "default_registry",
+    "handles",
     "message_context",
+    "message_for",
     "new_event_id",
     "postgres_engine",
     "projects",
     "reacts",
     "retry_on_conflict",
     "sqlite_engine",
+    "translates",
     "upcaster",
     "wait_for_projection",
 ]

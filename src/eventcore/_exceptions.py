@@ -7,7 +7,8 @@ EventcoreError
 ├── EventTypeError                       an event class or stored event type is not usable
 │   ├── EventTypeConflictError           two classes claim one stable type name
 │   ├── UnknownEventTypeError            a stored type name no class is registered for
-│   └── UnknownEventVersionError         a stored schema version with no upcaster path
+│   ├── UnknownEventVersionError         a stored schema version with no upcaster path
+│   └── IntegrationEventError            an integration event or mapping is declared wrongly
 ├── EventDeserializationError            a stored payload does not fit its event class
 ├── InvalidEventError                    an event cannot be stored as given
 │   ├── InvalidStreamIdError             empty, too long or has control characters
@@ -18,6 +19,11 @@ EventcoreError
 ├── AggregateNotFoundError               no events for that aggregate id (or before that point)
 ├── AggregateError                       an aggregate class or instance is misused
 ├── UnitOfWorkError                      a unit of work is used outside its life cycle
+├── MessagingError                       publishing or consuming integration messages failed
+│   ├── PublishError                     the broker refused or did not confirm a publish
+│   ├── BrokerConnectionError            the broker is unreachable or the connection dropped
+│   ├── MessageDecodeError               a received message does not fit its contract
+│   └── ConsumerError                    a consumer is declared wrongly or keeps failing
 ├── ProjectionError                      a projector is declared wrongly or keeps failing
 │   ├── CatchUpTimeoutError              a projection did not reach a position in time
 │   ├── LeaseLostError                   this process no longer holds a projector's lease
@@ -36,19 +42,25 @@ from __future__ import annotations
 __all__ = [
     "AggregateError",
     "AggregateNotFoundError",
+    "BrokerConnectionError",
     "CatchUpTimeoutError",
     "ConcurrencyError",
+    "ConsumerError",
     "DuplicateEventError",
     "EventDeserializationError",
     "EventTypeConflictError",
     "EventTypeError",
     "EventcoreError",
+    "IntegrationEventError",
     "InvalidEventError",
     "InvalidStreamIdError",
     "LeaseLostError",
+    "MessageDecodeError",
+    "MessagingError",
     "PayloadTooLargeError",
     "ProcessManagerError",
     "ProjectionError",
+    "PublishError",
     "SchemaError",
     "StoreConnectionError",
     "StoreError",
@@ -180,6 +192,35 @@ class AggregateError(EventcoreError):
 
 class UnitOfWorkError(EventcoreError):
     """A unit of work was used outside its `async with` block, or after it committed."""
+
+
+class IntegrationEventError(EventTypeError):
+    """An integration event class, or a mapping from domain events, is declared wrongly."""
+
+
+class MessagingError(EventcoreError):
+    """Publishing integration messages to a broker, or consuming them, failed."""
+
+
+class PublishError(MessagingError):
+    """The broker refused a message or did not confirm it in time.
+
+    The outbox keeps the message and the relay retries it (with backoff), so nothing
+    is lost; the broker may receive it twice, which consumers' inboxes absorb.
+    """
+
+
+class BrokerConnectionError(MessagingError):
+    """The broker could not be reached, or the connection to it dropped."""
+
+
+class MessageDecodeError(MessagingError, ValueError):
+    """A received message lacks an envelope header or its payload does not fit its
+    integration event class; it names the message id, the type and what was wrong."""
+
+
+class ConsumerError(MessagingError):
+    """A consumer is declared wrongly, or a message kept failing and was given up on."""
 
 
 class ProjectionError(EventcoreError):

@@ -16,8 +16,9 @@ SRC = Path(eventcore.__file__).parent
 ALLOWED = {
     "_domain": {"_domain", "_exceptions"},
     "_persistence": {"_domain", "_exceptions", "_persistence"},
-    "_sqlalchemy": {"_domain", "_exceptions", "_persistence", "_sqlalchemy"},
-    "_application": {"_domain", "_exceptions", "_persistence", "_application"},
+    "_messaging": {"_domain", "_exceptions", "_messaging"},
+    "_sqlalchemy": {"_domain", "_exceptions", "_persistence", "_messaging", "_sqlalchemy"},
+    "_application": {"_domain", "_exceptions", "_persistence", "_messaging", "_application"},
 }
 DOMAIN_THIRD_PARTY = {"pydantic", "pydantic_core"}
 

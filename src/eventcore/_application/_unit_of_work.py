@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from eventcore._application._projector import ProjectionContext, Projector
 from eventcore._application._repository import Repository, take_snapshot_if_due
 from eventcore._domain._aggregate import Aggregate
-from eventcore._domain._metadata import NewEvent, RecordedEvent
+from eventcore._domain._integration import IntegrationEvent, IntegrationMapping
+from eventcore._domain._metadata import NewEvent, RecordedEvent, current_context
 from eventcore._exceptions import AggregateError, UnitOfWorkError
+from eventcore._messaging._encoding import message_for, message_id_for
+from eventcore._messaging._message import Message
 from eventcore._persistence._store import AppendResult, EventStore, EventStoreSession, StreamAppend
 
 __all__ = ["UnitOfWork"]
@@ -37,6 +40,11 @@ class UnitOfWork:
     never behind the events (on `InMemoryEventStore`, which has no transactions, they
     run right after the append).
 
+    `mappings` publish integration events: each committed domain event that an
+    [`IntegrationMapping`][eventcore.IntegrationMapping] translates puts its messages in
+    the store's outbox, in the same transaction (SQL stores only), for an
+    [`OutboxRelay`][eventcore.OutboxRelay] to publish. `publish()` adds one directly.
+
     ```python
     async with UnitOfWork(store) as uow:
         section = await uow.repository(Section).get("cs101")
@@ -46,9 +54,17 @@ class UnitOfWork:
     ```
     """
 
-    def __init__(self, store: EventStore, *, projectors: Sequence[Projector] = ()) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        projectors: Sequence[Projector] = (),
+        mappings: Sequence[IntegrationMapping] = (),
+    ) -> None:
         self._store = store
         self._projectors = list(projectors)
+        self._mappings = list(mappings)
+        self._messages: list[Message] = []
         self._context: AbstractAsyncContextManager[EventStoreSession] | None = None
         self._session: EventStoreSession | None = None
         self._seen: dict[str, Aggregate] = {}
@@ -94,6 +110,23 @@ class UnitOfWork:
         """A repository whose loads and saves belong to this unit of work."""
         return Repository(aggregate_type, self._store, unit_of_work=self)
 
+    def publish(self, event: IntegrationEvent, *, key: str) -> Message:
+        """Put `event` in the outbox at commit, with partition key `key`.
+
+        For integration events that no domain event maps to (`mappings` cover the
+        others). The message carries the current `message_context`'s correlation id.
+        """
+        self.session  # noqa: B018 - raises if the unit of work is not open
+        metadata = current_context().metadata()
+        message = message_for(
+            event,
+            key=key,
+            correlation_id=metadata.correlation_id,
+            causation_id=metadata.causation_id,
+        )
+        self._messages.append(message)
+        return message
+
     def track(self, aggregate: Aggregate) -> None:
         """Include `aggregate`'s pending events in the commit (repositories call this)."""
         self.session  # noqa: B018 - raises if the unit of work is not open
@@ -114,13 +147,19 @@ class UnitOfWork:
         ]
         self._finished = True
 
-        async def project_inline(results: list[AppendResult]) -> None:
-            for recorded in _recorded(dirty, results):
+        async def before_commit(results: list[AppendResult]) -> None:
+            recorded_events = _recorded(dirty, results)
+            for recorded in recorded_events:
                 context = ProjectionContext(recorded, session)
                 for projector in self._projectors:
                     await projector.project(recorded, context)
+            messages = self._messages + _translated(self._mappings, recorded_events)
+            if messages:
+                await _outbox_session(session).add_messages(messages)
 
-        hook = project_inline if self._projectors and dirty else None
+        hook = before_commit if (self._projectors or self._mappings) and dirty else None
+        if self._messages and hook is None:
+            hook = before_commit
         results = await session.commit(appends, before_commit=hook)
         for aggregate in dirty:
             previous = aggregate.committed_version
@@ -139,6 +178,34 @@ class UnitOfWork:
     def committed_events(self) -> list[tuple[str, NewEvent]]:
         """`(stream_id, event)` pairs committed by `commit()`, in order, for dispatching."""
         return list(self._committed)
+
+
+def _translated(
+    mappings: Sequence[IntegrationMapping], recorded_events: list[RecordedEvent]
+) -> list[Message]:
+    messages = []
+    for recorded in recorded_events:
+        for mapping in mappings:
+            for index, event in enumerate(mapping.translate(recorded)):
+                messages.append(
+                    message_for(
+                        event,
+                        key=mapping.partition_key(recorded, event),
+                        message_id=message_id_for(recorded, event, index),
+                        correlation_id=recorded.correlation_id or str(recorded.event_id),
+                        causation_id=str(recorded.event_id),
+                    )
+                )
+    return messages
+
+
+def _outbox_session(session: EventStoreSession) -> Any:
+    if not hasattr(session, "add_messages"):
+        raise UnitOfWorkError(
+            f"{type(session).__name__} has no outbox: publishing integration events needs "
+            "a SqlAlchemyEventStore (the outbox commits in the events' transaction)"
+        )
+    return session
 
 
 def _recorded(aggregates: list[Aggregate], results: list[AppendResult]) -> list[RecordedEvent]:

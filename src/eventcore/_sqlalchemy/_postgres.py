@@ -406,7 +406,7 @@ class PostgresSession(BackendSession[asyncpg.Connection]):
     ) -> list[AppendResult]:
         """Append and commit together with the writes made on `connection`."""
         self._begin_commit()
-        if before_commit is not None and appends and not self._driver.is_in_transaction():
+        if before_commit is not None and not self._driver.is_in_transaction():
             # The hook writes in the append's transaction, so there must be one.
             await self._conn.exec_driver_sql("SELECT 1")
         if not self._driver.is_in_transaction():

@@ -28,6 +28,13 @@ from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import UserDefinedType
 
 from eventcore._exceptions import SchemaError
+from eventcore._sqlalchemy._messaging_schema import (
+    inbox_failures_table,
+    inbox_table,
+    outbox_lanes_table,
+    outbox_relays_table,
+    outbox_table,
+)
 
 __all__ = ["EventStoreTables", "create_schema"]
 
@@ -109,6 +116,11 @@ class EventStoreTables:
         self.dead_letters = _dead_letters_table(self.metadata, f"{prefix}dead_letters", schema)
         self.projections = _projections_table(self.metadata, f"{prefix}projections", schema)
         self.deadlines = _deadlines_table(self.metadata, f"{prefix}deadlines", schema)
+        self.outbox = outbox_table(self.metadata, f"{prefix}outbox", schema)
+        self.outbox_lanes = outbox_lanes_table(self.metadata, f"{prefix}outbox_lanes", schema)
+        self.outbox_relays = outbox_relays_table(self.metadata, f"{prefix}outbox_relays", schema)
+        self.inbox = inbox_table(self.metadata, f"{prefix}inbox", schema)
+        self.inbox_failures = inbox_failures_table(self.metadata, f"{prefix}inbox_failures", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -240,5 +252,6 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
         own = [tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters]
         own.append(tables.projections)
-        own.append(tables.deadlines)
+        own += [tables.deadlines, tables.outbox, tables.outbox_lanes, tables.outbox_relays]
+        own += [tables.inbox, tables.inbox_failures]
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))

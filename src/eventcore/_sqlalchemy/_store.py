@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._exceptions import ConcurrencyError, InvalidEventError, UnsupportedBackendError
+from eventcore._messaging._message import Message
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     PreparedAppend,
@@ -41,6 +42,8 @@ from eventcore._persistence._store import (
 from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
 from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
 from eventcore._sqlalchemy._deadlines import SqlAlchemyDeadlines
+from eventcore._sqlalchemy._inbox import SqlAlchemyInbox
+from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_versions import SqlAlchemyProjectionVersions
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 
@@ -112,11 +115,23 @@ class SqlAlchemyEventStore:
         self._dead_letters = SqlAlchemyDeadLetters(engine, self.tables)
         self._deadlines = SqlAlchemyDeadlines(engine, self.tables)
         self._versions = SqlAlchemyProjectionVersions(engine, self.tables)
+        self._outbox = SqlAlchemyOutbox(engine, self.tables)
+        self._inbox = SqlAlchemyInbox(engine, self.tables)
 
     @property
     def snapshots(self) -> SnapshotStore:
         """The snapshot store in the same database (the `snapshots` table)."""
         return self._backend.snapshots
+
+    @property
+    def outbox(self) -> SqlAlchemyOutbox:
+        """The transactional outbox in the same database (the `outbox` tables)."""
+        return self._outbox
+
+    @property
+    def inbox(self) -> SqlAlchemyInbox:
+        """The consumers' inbox in the same database (the `inbox` tables)."""
+        return self._inbox
 
     async def close(self) -> None:
         """Give the connections the store keeps back to the engine's pool.
@@ -305,6 +320,8 @@ class SqlAlchemyEventStore:
                 self._checkpoints,
                 self._dead_letters,
                 self._deadlines,
+                self._outbox,
+                self._backend.signal,
             )
 
 
@@ -318,8 +335,13 @@ class SqlAlchemySession:
         checkpoints: SqlAlchemyCheckpoints,
         dead_letters: SqlAlchemyDeadLetters,
         deadlines: SqlAlchemyDeadlines,
+        outbox: SqlAlchemyOutbox,
+        signal: AppendSignal,
     ) -> None:
         self._inner = inner
+        self._outbox = outbox
+        self._signal = signal
+        self._wrote_messages = False
         self._max_payload_bytes = max_payload_bytes
         self._checkpoints = checkpoints
         self._dead_letters = dead_letters
@@ -354,6 +376,11 @@ class SqlAlchemySession:
     async def cancel_deadline(self, deadline_id: uuid.UUID) -> None:
         """Delete a scheduled deadline, in this session's transaction."""
         await self._deadlines.cancel(self.connection, [deadline_id])
+
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        """Put `messages` in the outbox, in this session's transaction."""
+        await self._outbox.write(self.connection, messages)
+        self._wrote_messages = self._wrote_messages or bool(messages)
 
     @property
     def connection(self) -> AsyncConnection:
@@ -394,7 +421,10 @@ class SqlAlchemySession:
         except BaseException:
             await self._inner.rollback()
             raise
-        return await self._inner.commit_prepared(prepared, before_commit)
+        results = await self._inner.commit_prepared(prepared, before_commit)
+        if self._wrote_messages:
+            self._signal.notify()  # wake this process's relays (appends wake others)
+        return results
 
     async def rollback(self) -> None:
         """Discard everything done in the session."""

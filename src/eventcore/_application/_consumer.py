@@ -1,0 +1,210 @@
+"""`Consumer`: handles integration events from a broker, each exactly once in effect."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from eventcore._application._unit_of_work import UnitOfWork
+from eventcore._domain._handlers import cached_handlers
+from eventcore._domain._integration import IntegrationEvent, IntegrationMapping
+from eventcore._domain._metadata import message_context
+from eventcore._exceptions import ConsumerError, MessageDecodeError, StoreError
+from eventcore._messaging._broker import Delivery, MessageSource
+from eventcore._messaging._encoding import decode_event
+from eventcore._messaging._message import Message
+from eventcore._persistence._store import EventStore
+
+__all__ = ["Consumer", "ConsumerContext", "ConsumerWorker", "handles"]
+
+_log = logging.getLogger("eventcore.consumers")
+_MARK = "__eventcore_handles__"
+_H = TypeVar("_H", bound=Callable[..., Awaitable[None]])
+
+
+def handles(handler: _H) -> _H:
+    """Mark an async method of a `Consumer` as the handler of one integration event type.
+
+    The type is read from the annotation of the event parameter; the second parameter
+    is the [`ConsumerContext`][eventcore.ConsumerContext].
+    """
+    setattr(handler, _MARK, True)
+    return handler
+
+
+class _Inbox(Protocol):
+    async def record(self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool: ...
+
+    async def is_dead(
+        self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID
+    ) -> bool: ...
+
+    async def clear_failures(
+        self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID
+    ) -> None: ...
+
+    async def record_failure(
+        self, consumer: str, message: Message, error: str, max_attempts: int
+    ) -> tuple[int, bool]: ...
+
+
+class ConsumerContext:
+    """What a consumer's handler gets besides the event: the message and its transaction."""
+
+    def __init__(self, message: Message, unit_of_work: UnitOfWork) -> None:
+        self.message = message
+        """The message as received: id, topic, key, headers."""
+        self.unit_of_work = unit_of_work
+        """The transaction the message is handled in: load and change aggregates with
+        `unit_of_work.repository(...)`; it commits together with the inbox record."""
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The transaction's SQLAlchemy connection, for a read model of your own."""
+        return self.unit_of_work.connection
+
+
+class Consumer:
+    """Base class of consumers: named, with one `@handles` handler per integration event.
+
+    The `name` (a class keyword, default: the class name) keys the inbox: keep it
+    stable. A message is handled in one transaction that also records its id in the
+    inbox, so a message delivered again (brokers deliver at least once) has no second
+    effect. A handler that raises is retried (the broker redelivers) up to
+    `max_attempts` times (a class keyword, default 5); then the message is dead: kept
+    in the inbox's failures for inspection, and acknowledged. Messages of types with
+    no handler are acknowledged and ignored.
+
+    ```python
+    class EnrolmentsConsumer(Consumer, name="records.enrolments"):
+        @handles
+        async def _enrolled(self, event: StudentEnrolled, context: ConsumerContext) -> None:
+            await context.connection.execute(insert(enrolments).values(...))
+    ```
+    """
+
+    name: ClassVar[str] = "Consumer"
+    max_attempts: ClassVar[int] = 5
+
+    def __init_subclass__(
+        cls, *, name: str | None = None, max_attempts: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = name or cls.__name__
+        if max_attempts is not None:
+            if max_attempts < 1:
+                raise ConsumerError(f"{cls.__name__}: max_attempts must be at least 1")
+            cls.max_attempts = max_attempts
+
+    @classmethod
+    def handlers(cls) -> dict[str, tuple[type[IntegrationEvent], Callable[..., Any]]]:
+        """The event class and handler of each integration event type name handled."""
+        found = cached_handlers(cls, _MARK, ConsumerError, IntegrationEvent)
+        return {event.integration_type_name: (event, h) for event, h in found.items()}
+
+
+class ConsumerWorker:
+    """Feeds a `Consumer` the messages of a `MessageSource`, one transaction each.
+
+    Each message runs in a [`UnitOfWork`][eventcore.UnitOfWork] on `store` that also
+    records the message id in the inbox (so duplicates are skipped), with the message's
+    correlation id and its id as causation on any event it causes. `mappings` and
+    `projectors` are passed to that unit of work (a consumer's events can publish
+    integration events in turn).
+
+    ```python
+    worker = ConsumerWorker(store, EnrolmentsConsumer(), RabbitMqSource(url, queue="records"))
+    await worker.run()
+    ```
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        consumer: Consumer,
+        source: MessageSource,
+        *,
+        mappings: Sequence[IntegrationMapping] = (),
+        retry_delay: float = 1.0,
+    ) -> None:
+        inbox = getattr(store, "inbox", None)
+        if inbox is None:
+            raise ConsumerError(f"{type(store).__name__} has no inbox: use a SqlAlchemyEventStore")
+        self._store = store
+        self._inbox: _Inbox = inbox
+        self._consumer = consumer
+        self._source = source
+        self._mappings = list(mappings)
+        self._retry_delay = retry_delay
+        self.handled = 0
+        """Messages handled (duplicates and dead ones not counted)."""
+        self.duplicates = 0
+        """Deliveries skipped because the inbox had them already."""
+
+    async def run(self) -> None:
+        """Receive and handle messages until cancelled (or the source ends)."""
+        async with self._source.deliveries() as deliveries:
+            async for delivery in deliveries:
+                await self.handle(delivery)
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Handle one delivery and settle it with the broker."""
+        message = delivery.message
+        found = type(self._consumer).handlers().get(message.type)
+        if found is None:
+            await delivery.ack()
+            return
+        event_class, handler = found
+        try:
+            event = decode_event(message, event_class)
+        except MessageDecodeError as error:
+            await self._give_up(delivery, error, max_attempts=1)
+            return
+        try:
+            done = await self._handle_once(message, event, handler)
+        except StoreError as error:  # the database, not the message: try again later
+            _log.warning("consumer %s: database error: %s", self._consumer.name, error)
+            await delivery.retry(self._retry_delay)
+            return
+        except Exception as error:
+            await self._give_up(delivery, error, max_attempts=self._consumer.max_attempts)
+            return
+        if done:
+            self.handled += 1
+        else:
+            self.duplicates += 1
+        await delivery.ack()
+
+    async def _handle_once(
+        self, message: Message, event: IntegrationEvent, handler: Callable[..., Any]
+    ) -> bool:
+        name = self._consumer.name
+        correlation = message.correlation_id or str(message.message_id)
+        with message_context(message.message_id, correlation_id=correlation):
+            async with UnitOfWork(self._store, mappings=self._mappings) as uow:
+                conn = uow.connection
+                if not await self._inbox.record(conn, name, message.message_id):
+                    return False
+                if await self._inbox.is_dead(conn, name, message.message_id):
+                    return False  # a late redelivery of a message given up on
+                await handler(self._consumer, event, ConsumerContext(message, uow))
+                await self._inbox.clear_failures(conn, name, message.message_id)
+                await uow.commit()
+        return True
+
+    async def _give_up(self, delivery: Delivery, error: Exception, *, max_attempts: int) -> None:
+        message, name = delivery.message, self._consumer.name
+        attempts, dead = await self._inbox.record_failure(name, message, repr(error), max_attempts)
+        if dead:
+            _log.error(
+                "consumer %s gave up on message %s (%s) after %d attempt(s): %r",
+                name, message.message_id, message.type, attempts, error,
+            )  # fmt: skip
+            await delivery.ack()
+        else:
+            _log.warning("consumer %s: message %s failed: %r", name, message.message_id, error)
+            await delivery.retry(self._retry_delay * 2 ** (attempts - 1))

@@ -1,0 +1,231 @@
+"""`OutboxRelay`: publishes the outbox's messages to a broker, in order per partition key."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import anyio
+
+from eventcore._exceptions import StoreError
+from eventcore._messaging._broker import Publisher, PublishResult
+from eventcore._messaging._outbox import Outbox, OutboxEntry, OutboxStatus, Settlement
+from eventcore._persistence._signal import AppendSignal
+
+__all__ = ["OutboxRelay", "RelayMetrics"]
+
+_log = logging.getLogger("eventcore.outbox")
+
+
+class _OutboxStore(Protocol):
+    @property
+    def outbox(self) -> Outbox: ...
+
+    def watch(self) -> AbstractAsyncContextManager[AppendSignal]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelayMetrics:
+    """What one relay has done since it started (see also `OutboxRelay.status()`)."""
+
+    published: int
+    """Messages the broker confirmed."""
+    failed: int
+    """Publish attempts that failed (each is retried, or dead-lettered)."""
+    dead: int
+    """Messages this relay gave up on."""
+    batches: int
+    publish_rate: float
+    """Messages confirmed per second over the last ten seconds."""
+    lanes: tuple[int, ...]
+    """The outbox lanes this relay owns now."""
+
+
+class OutboxRelay:
+    """Publishes the messages of a store's outbox to a broker, with at-least-once delivery.
+
+    Run one or several (in other processes) per outbox: relays share the outbox's lanes
+    (hashes of the partition keys) among themselves, so each key's messages are
+    published by one relay at a time, in the order they were written. A relay wakes
+    when messages are committed (in this process at once, in others through
+    PostgreSQL `LISTEN`), and polls every `poll_interval` seconds besides.
+
+    A message the broker does not confirm is retried after an exponential backoff with
+    jitter (`backoff` seconds doubled per attempt, at most `max_backoff`); the later
+    messages of its key wait for it. After `max_attempts` failures it is dead: listed
+    by `outbox.dead_letters()` and re-driven by `outbox.redrive()` (or the CLI).
+    Published messages are deleted after `retention`.
+
+    ```python
+    relay = OutboxRelay(store, RabbitMqPublisher("amqp://guest:guest@localhost/"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+    ```
+
+    Args:
+        store: a store with an outbox (`SqlAlchemyEventStore`).
+        publisher: where messages go.
+        batch_size: messages claimed and published at once.
+        lease: how long a relay owns its lanes without renewing; a relay that died
+            has its lanes taken over after this long.
+        relay_id: this relay's name in the lanes table (default: a random one).
+    """
+
+    def __init__(
+        self,
+        store: _OutboxStore,
+        publisher: Publisher,
+        *,
+        batch_size: int = 500,
+        max_attempts: int = 10,
+        backoff: float = 0.5,
+        max_backoff: float = 60.0,
+        lease: float = 10.0,
+        poll_interval: float = 0.5,
+        retention: timedelta = timedelta(hours=24),
+        relay_id: str | None = None,
+    ) -> None:
+        if batch_size < 1 or max_attempts < 1:
+            raise ValueError("batch_size and max_attempts must be at least 1")
+        self._store = store
+        self._outbox = store.outbox
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._lease = timedelta(seconds=lease)
+        self._poll_interval = poll_interval
+        self._retention = retention
+        self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
+        self._lanes: list[int] = []
+        self._lanes_until = 0.0
+        self._cleaned_at = 0.0
+        self._counts = {"published": 0, "failed": 0, "dead": 0, "batches": 0}
+        self._recent: deque[tuple[float, int]] = deque()
+
+    @property
+    def metrics(self) -> RelayMetrics:
+        """This relay's counters and publish rate."""
+        now = time.monotonic()
+        while self._recent and self._recent[0][0] < now - 10:
+            self._recent.popleft()
+        rate = sum(n for _, n in self._recent) / 10
+        c = self._counts
+        return RelayMetrics(
+            c["published"], c["failed"], c["dead"], c["batches"], rate, tuple(self._lanes)
+        )
+
+    async def status(self) -> OutboxStatus:
+        """The outbox's backlog: pending, retrying, dead, and the oldest message's age."""
+        return await self._outbox.status()
+
+    async def run(self) -> None:
+        """Publish messages as they are committed, until cancelled; then give up the lanes."""
+        try:
+            async with self._store.watch() as signal:
+                while True:
+                    seen = signal.notified
+                    if await self._step() == 0:
+                        await signal.wait(self._poll_interval, since=seen)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._release()
+
+    async def publish_pending(self) -> int:
+        """Publish every message that is due now, then return how many were confirmed.
+
+        For tests, scripts and a `--once` relay; `run` is the service loop.
+        """
+        before = self._counts["published"]
+        try:
+            while await self._step() > 0:
+                pass
+        finally:
+            await self._release()
+        return self._counts["published"] - before
+
+    async def _step(self) -> int:
+        """One batch: claim, publish, settle. Returns how many were handled (0: idle)."""
+        try:
+            await self._renew_lanes()
+            await self._clean_up()
+            batch = await self._outbox.claim(
+                self.relay_id, self._lanes, self._batch_size, self._lease
+            )
+            if not batch:
+                return 0
+            await self._publish(batch)
+            return len(batch)
+        except StoreError as error:
+            # The database is unavailable: claimed messages stay claimed until their
+            # visibility ends, then go out again (a duplicate at worst, never a loss).
+            _log.warning("outbox relay %s: database error, retrying: %s", self.relay_id, error)
+            self._lanes_until = 0.0
+            await anyio.sleep(min(self._max_backoff, max(self._poll_interval, 0.5)))
+            return 0
+
+    async def _renew_lanes(self) -> None:
+        now = time.monotonic()
+        if now >= self._lanes_until:
+            lanes = await self._outbox.claim_lanes(self.relay_id, self._lease)
+            if lanes != self._lanes:
+                _log.info("outbox relay %s owns lanes %s", self.relay_id, lanes)
+            self._lanes = lanes
+            self._lanes_until = now + self._lease.total_seconds() / 3
+
+    async def _publish(self, batch: Sequence[OutboxEntry]) -> None:
+        try:
+            failures: PublishResult = await self._publisher.publish([e.message for e in batch])
+        except Exception as error:  # the whole batch failed: the broker is unreachable
+            _log.warning("outbox relay %s: publish failed: %r", self.relay_id, error)
+            failures = {e.message.message_id: repr(error) for e in batch}
+        sent = [e.position for e in batch if e.message.message_id not in failures]
+        failed = [
+            (e.position, failures[e.message.message_id], self._retry_at(e))
+            for e in batch
+            if e.message.message_id in failures
+        ]
+        await self._outbox.settle(self.relay_id, Settlement(sent, failed))
+        self._count(len(sent), failed)
+
+    def _retry_at(self, entry: OutboxEntry) -> datetime | None:
+        """When to try `entry` again after this failure; `None`: give up on it."""
+        if entry.attempts + 1 >= self._max_attempts:
+            return None
+        delay = min(self._max_backoff, self._backoff * 2**entry.attempts)
+        return datetime.now(UTC) + timedelta(seconds=delay * random.uniform(0.5, 1.5))
+
+    def _count(self, sent: int, failed: list[tuple[int, str, datetime | None]]) -> None:
+        dead = sum(1 for _, _, retry_at in failed if retry_at is None)
+        if dead:
+            _log.error("outbox relay %s: %d message(s) dead-lettered", self.relay_id, dead)
+        c = self._counts
+        c["published"] += sent
+        c["failed"] += len(failed)
+        c["dead"] += dead
+        c["batches"] += 1
+        self._recent.append((time.monotonic(), sent))
+
+    async def _clean_up(self) -> None:
+        now = time.monotonic()
+        if now - self._cleaned_at >= 60:
+            self._cleaned_at = now
+            deleted = await self._outbox.delete_sent(datetime.now(UTC) - self._retention)
+            if deleted:
+                _log.info("outbox relay %s: deleted %d sent messages", self.relay_id, deleted)
+
+    async def _release(self) -> None:
+        self._lanes, self._lanes_until = [], 0.0
+        try:
+            await self._outbox.release_lanes(self.relay_id)
+        except StoreError as error:  # the lanes' leases then just run out
+            _log.warning("outbox relay %s: cannot release its lanes: %s", self.relay_id, error)

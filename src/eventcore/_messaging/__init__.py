@@ -1,0 +1,1 @@
+"""Messages between bounded contexts: the envelope, and the broker-facing protocols."""

@@ -1,0 +1,169 @@
+"""`SqlAlchemyInbox`: which messages each consumer has handled, and which it failed on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventcore._messaging._message import Message
+from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._outbox import _utc
+from eventcore._sqlalchemy._schema import EventStoreTables
+
+__all__ = ["InboxDeadLetter", "SqlAlchemyInbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxDeadLetter:
+    """A message a consumer gave up on: the message, how often it failed, and why."""
+
+    consumer: str
+    message: Message
+    attempts: int
+    error: str
+    dead_at: datetime
+
+
+class SqlAlchemyInbox:
+    """The inbox of a [`SqlAlchemyEventStore`][eventcore.SqlAlchemyEventStore]'s consumers.
+
+    A consumer records each message id in the transaction that handles it: a message
+    delivered again finds its id and has no second effect.
+    """
+
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
+        self._engine = engine
+        self._inbox = tables.inbox
+        self._failures = tables.inbox_failures
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    async def record(self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
+        """Record `message_id` as handled by `consumer` in the caller's transaction.
+
+        Returns `False` when it was recorded before (a duplicate: skip it). A concurrent
+        transaction recording the same id makes this one wait, then return `False`.
+        """
+        values = {"consumer": consumer, "message_id": message_id, "handled_at": _now()}
+        statement = self._insert(self._inbox).values(values).on_conflict_do_nothing()
+        try:
+            return bool((await conn.execute(statement)).rowcount)
+        except SQLAlchemyError as error:
+            raise _error("cannot write to the inbox", error) from error
+
+    async def handled(self, consumer: str, message_id: uuid.UUID) -> bool:
+        """Whether `consumer` has handled `message_id`."""
+        t = self._inbox
+        query = select(t.c.message_id).where(t.c.consumer == consumer, t.c.message_id == message_id)
+        try:
+            async with self._engine.connect() as conn:
+                return (await conn.execute(query)).first() is not None
+        except SQLAlchemyError as error:
+            raise _error("cannot read the inbox", error) from error
+
+    async def record_failure(
+        self, consumer: str, message: Message, error: str, max_attempts: int
+    ) -> tuple[int, bool]:
+        """Count a failed attempt at `message`; return the attempts so far and whether
+        it is now dead (`max_attempts` reached; it keeps a copy to replay)."""
+        t = self._failures
+        key = (t.c.consumer == consumer, t.c.message_id == message.message_id)
+        now = _now()
+        try:
+            async with self._engine.begin() as conn:
+                found = (await conn.execute(select(t.c.attempts).where(*key))).first()
+                attempts = 1 if found is None else found[0] + 1
+                dead_at = now if attempts >= max_attempts else None
+                values = {"attempts": attempts, "error": error[:2000], "failed_at": now}
+                if found is None:
+                    row = {**_columns(consumer, message), **values, "dead_at": dead_at}
+                    await conn.execute(insert(t).values(row))
+                else:
+                    await conn.execute(update(t).where(*key).values(**values, dead_at=dead_at))
+        except SQLAlchemyError as failure:
+            raise _error("cannot record a consumer failure", failure) from failure
+        return attempts, dead_at is not None
+
+    async def is_dead(self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
+        """Whether `consumer` gave up on `message_id` (a late redelivery is then skipped)."""
+        t = self._failures
+        query = select(t.c.dead_at).where(t.c.consumer == consumer, t.c.message_id == message_id)
+        row = (await conn.execute(query)).first()
+        return row is not None and row[0] is not None
+
+    async def clear_failures(
+        self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID
+    ) -> None:
+        """Forget earlier failures of `message_id` (it was handled), in the caller's transaction."""
+        t = self._failures
+        await conn.execute(t.delete().where(t.c.consumer == consumer, t.c.message_id == message_id))
+
+    async def dead_letters(self, consumer: str | None = None) -> list[InboxDeadLetter]:
+        """The messages consumers gave up on (those of `consumer`, if given), oldest first."""
+        t = self._failures
+        query = select(t).where(t.c.dead_at.is_not(None)).order_by(t.c.dead_at)
+        if consumer is not None:
+            query = query.where(t.c.consumer == consumer)
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+        except SQLAlchemyError as error:
+            raise _error("cannot read the inbox's dead letters", error) from error
+        return [
+            InboxDeadLetter(
+                row["consumer"],
+                Message(
+                    message_id=uuid.UUID(bytes=row["message_id"].bytes),
+                    topic=row["topic"],
+                    key=row["partition_key"],
+                    type=row["message_type"],
+                    schema_version=row["schema_version"],
+                    payload=bytes(row["payload"]),
+                    headers=row["headers"] or {},
+                ),
+                row["attempts"],
+                row["error"],
+                _utc(row["dead_at"]) or now_utc(),
+            )
+            for row in rows
+        ]
+
+    async def discard(self, consumer: str, message_ids: Collection[uuid.UUID]) -> int:
+        """Delete `consumer`'s dead letters of `message_ids`; return how many."""
+        t = self._failures
+        statement = t.delete().where(
+            t.c.consumer == consumer, t.c.message_id.in_(list(message_ids))
+        )
+        try:
+            async with self._engine.begin() as conn:
+                return (await conn.execute(statement)).rowcount
+        except SQLAlchemyError as error:
+            raise _error("cannot discard inbox dead letters", error) from error
+
+
+def now_utc() -> datetime:
+    """The current time, in UTC."""
+    return datetime.now(UTC)
+
+
+_now = now_utc
+
+
+def _columns(consumer: str, message: Message) -> dict[str, object]:
+    return {
+        "consumer": consumer,
+        "message_id": message.message_id,
+        "topic": message.topic,
+        "partition_key": message.key,
+        "message_type": message.type,
+        "schema_version": message.schema_version,
+        "payload": message.payload,
+        "headers": dict(message.headers),
+    }

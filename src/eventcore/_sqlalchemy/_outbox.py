@@ -1,0 +1,373 @@
+"""`SqlAlchemyOutbox`: the outbox tables, written in the unit of work, read by relays."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventcore._messaging._message import Message
+from eventcore._messaging._outbox import (
+    LANES,
+    OutboxEntry,
+    OutboxStatus,
+    Settlement,
+    lane_of,
+)
+from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._schema import EventStoreTables
+
+__all__ = ["SqlAlchemyOutbox"]
+
+
+class SqlAlchemyOutbox:
+    """The [`Outbox`][eventcore.Outbox] of a
+    [`SqlAlchemyEventStore`][eventcore.SqlAlchemyEventStore], in its database.
+
+    Get it from [`store.outbox`][eventcore.SqlAlchemyEventStore.outbox]. On PostgreSQL
+    relays claim lanes and messages with `FOR UPDATE SKIP LOCKED`, so several relays run
+    at once without waiting for each other.
+    """
+
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
+        self._engine = engine
+        self._t = t = tables.outbox
+        self._lanes = tables.outbox_lanes
+        self._relays = tables.outbox_relays
+        self._columns = (
+            t.c.position,
+            t.c.message_id,
+            t.c.topic,
+            t.c.partition_key,
+            t.c.message_type,
+            t.c.schema_version,
+            t.c.payload,
+            t.c.headers,
+            t.c.created_at,
+            t.c.attempts,
+            t.c.last_error,
+            t.c.sent_at,
+            t.c.dead_at,
+        )
+        self._claim = self._claim_statement()
+
+    async def write(self, conn: AsyncConnection, messages: Sequence[Message]) -> None:
+        """Insert `messages` in the caller's transaction (the unit of work's)."""
+        if not messages:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "message_id": m.message_id,
+                "topic": m.topic,
+                "partition_key": m.key,
+                "lane": lane_of(m.key),
+                "message_type": m.type,
+                "schema_version": m.schema_version,
+                "payload": m.payload,
+                "headers": dict(m.headers),
+                "created_at": m.created_at,
+                "available_at": now,
+            }
+            for m in messages
+        ]
+        await self._run(conn, insert(self._t), "cannot write to the outbox", rows)
+
+    async def claim_lanes(self, relay_id: str, lease: timedelta) -> list[int]:
+        """Register `relay_id` as alive and return the lanes it owns now (see `Outbox`)."""
+        now = datetime.now(UTC)
+        until = now + lease
+        async with self._begin("cannot claim outbox lanes") as conn:
+            await self._heartbeat(conn, relay_id, now, until)
+            live = await conn.scalar(select(func.count()).where(self._relays.c.seen_until >= now))
+            quota = math.ceil(LANES / max(int(live or 1), 1))
+            owned = await self._owned(conn, relay_id, now)
+            kept, extra = owned[:quota], owned[quota:]
+            lanes = self._lanes
+            if extra:
+                await conn.execute(
+                    update(lanes)
+                    .where(lanes.c.lane.in_(extra))
+                    .values(owner=None, lease_until=None)
+                )
+            if kept:
+                await conn.execute(
+                    update(lanes).where(lanes.c.lane.in_(kept)).values(lease_until=until)
+                )
+            if len(kept) < quota:
+                kept += await self._take_free(conn, relay_id, now, until, quota - len(kept))
+        return sorted(kept)
+
+    async def release_lanes(self, relay_id: str) -> None:
+        """Give up `relay_id`'s lanes and registration (at shutdown)."""
+        lanes, relays = self._lanes, self._relays
+        async with self._begin("cannot release outbox lanes") as conn:
+            await conn.execute(
+                update(lanes).where(lanes.c.owner == relay_id).values(owner=None, lease_until=None)
+            )
+            await conn.execute(relays.delete().where(relays.c.relay_id == relay_id))
+
+    async def claim(
+        self, relay_id: str, lanes: Collection[int], limit: int, visibility: timedelta
+    ) -> list[OutboxEntry]:
+        """Claim up to `limit` publishable messages of `lanes`, oldest first (see `Outbox`)."""
+        if not lanes:
+            return []
+        now = datetime.now(UTC)
+        params = {
+            "me": relay_id,
+            "now": now,
+            "until": now + visibility,
+            "lanes": list(lanes),
+            "limit": limit,
+        }
+        async with self._begin("cannot claim outbox messages") as conn:
+            rows = (await conn.execute(self._claim, params)).all()
+        return sorted((_entry(row) for row in rows), key=lambda e: e.position)
+
+    async def settle(self, relay_id: str, settlement: Settlement) -> None:
+        """Record which claimed messages were sent and which failed (see `Outbox`)."""
+        t = self._t
+        now = datetime.now(UTC)
+        async with self._begin("cannot settle outbox messages") as conn:
+            if settlement.sent:
+                await conn.execute(
+                    update(t)
+                    .where(t.c.position.in_(list(settlement.sent)))
+                    .values(sent_at=now, claimed_by=None, claimed_until=None)
+                )
+            if settlement.failed:
+                await conn.execute(
+                    update(t)
+                    .where(t.c.position == bindparam("p"))
+                    .values(
+                        attempts=t.c.attempts + 1,
+                        last_error=bindparam("error"),
+                        available_at=bindparam("retry_at"),
+                        dead_at=bindparam("dead_at"),
+                        claimed_by=None,
+                        claimed_until=None,
+                    ),
+                    [
+                        {
+                            "p": position,
+                            "error": error[:2000],
+                            "retry_at": retry_at or now,
+                            "dead_at": None if retry_at else now,
+                        }
+                        for position, error, retry_at in settlement.failed
+                    ],
+                )
+
+    async def delete_sent(self, before: datetime, limit: int = 10_000) -> int:
+        """Delete up to `limit` messages sent before `before`; return how many."""
+        t = self._t
+        doomed = select(t.c.position).where(t.c.sent_at < before).order_by(t.c.sent_at).limit(limit)
+        statement = t.delete().where(t.c.position.in_(doomed.scalar_subquery()))
+        async with self._begin("cannot delete sent outbox messages") as conn:
+            return (await conn.execute(statement)).rowcount
+
+    async def status(self) -> OutboxStatus:
+        """The backlog figures (see `OutboxStatus`)."""
+        t = self._t
+        pending = and_(t.c.sent_at.is_(None), t.c.dead_at.is_(None))
+        query = select(
+            func.count().filter(pending),
+            func.count().filter(and_(pending, t.c.attempts > 0)),
+            func.count().filter(t.c.dead_at.is_not(None)),
+            func.count().filter(t.c.sent_at.is_not(None)),
+            func.min(case((pending, t.c.created_at))),
+        )
+        try:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(query)).one()
+        except SQLAlchemyError as error:
+            raise _error("cannot read the outbox status", error) from error
+        oldest = _utc(row[4])
+        age = None if oldest is None else max(datetime.now(UTC) - oldest, timedelta())
+        return OutboxStatus(row[0], row[1], row[2], row[3], age)
+
+    async def dead_letters(self, limit: int = 100) -> list[OutboxEntry]:
+        """The messages given up on, oldest first."""
+        t = self._t
+        query = (
+            select(*self._columns)
+            .where(t.c.dead_at.is_not(None))
+            .order_by(t.c.position)
+            .limit(limit)
+        )
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except SQLAlchemyError as error:
+            raise _error("cannot read the outbox's dead letters", error) from error
+        return [_entry(row) for row in rows]
+
+    async def redrive(self, message_ids: Collection[uuid.UUID] | None = None) -> int:
+        """Make dead messages (all, or those of `message_ids`) pending again."""
+        t = self._t
+        statement = (
+            update(t)
+            .where(t.c.dead_at.is_not(None))
+            .values(dead_at=None, attempts=0, available_at=datetime.now(UTC))
+        )
+        if message_ids is not None:
+            statement = statement.where(t.c.message_id.in_(list(message_ids)))
+        async with self._begin("cannot re-drive outbox messages") as conn:
+            return (await conn.execute(statement)).rowcount
+
+    async def purge(self, *, dead: bool = False) -> int:
+        """Delete every sent message now (and the dead ones too with `dead=True`)."""
+        t = self._t
+        done = t.c.sent_at.is_not(None)
+        condition = or_(done, t.c.dead_at.is_not(None)) if dead else done
+        async with self._begin("cannot purge the outbox") as conn:
+            return (await conn.execute(t.delete().where(condition))).rowcount
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _claim_statement(self) -> Any:
+        t = self._t
+        earlier = t.alias("earlier")
+        now: Any = bindparam("now")
+        me: Any = bindparam("me")
+        blocked = (
+            select(earlier.c.position)
+            .where(
+                earlier.c.partition_key == t.c.partition_key,
+                earlier.c.position < t.c.position,
+                earlier.c.sent_at.is_(None),
+                earlier.c.dead_at.is_(None),
+                or_(
+                    earlier.c.available_at > now,
+                    and_(earlier.c.claimed_until >= now, earlier.c.claimed_by != me),
+                ),
+            )
+            .exists()
+        )
+        publishable = (
+            select(t.c.position)
+            .where(
+                t.c.lane.in_(bindparam("lanes", expanding=True)),
+                t.c.sent_at.is_(None),
+                t.c.dead_at.is_(None),
+                t.c.available_at <= now,
+                or_(t.c.claimed_until.is_(None), t.c.claimed_until < now, t.c.claimed_by == me),
+                ~blocked,
+            )
+            .order_by(t.c.position)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+        return (
+            update(t)
+            .where(t.c.position.in_(publishable.scalar_subquery()))
+            .values(claimed_by=me, claimed_until=bindparam("until"))
+            .returning(*self._columns)
+        )
+
+    async def _heartbeat(
+        self, conn: AsyncConnection, relay_id: str, now: datetime, until: datetime
+    ) -> None:
+        relays = self._relays
+        await conn.execute(relays.delete().where(relays.c.seen_until < now))
+        renewed = await conn.execute(
+            update(relays).where(relays.c.relay_id == relay_id).values(seen_until=until)
+        )
+        if not renewed.rowcount:
+            await conn.execute(insert(relays).values(relay_id=relay_id, seen_until=until))
+        missing = await conn.scalar(select(func.count()).select_from(self._lanes))
+        if missing != LANES:  # first run: create the lanes
+            known = set((await conn.execute(select(self._lanes.c.lane))).scalars())
+            fresh = [{"lane": lane} for lane in range(LANES) if lane not in known]
+            if fresh:
+                await conn.execute(insert(self._lanes), fresh)
+
+    async def _owned(self, conn: AsyncConnection, relay_id: str, now: datetime) -> list[int]:
+        lanes = self._lanes
+        query = (
+            select(lanes.c.lane)
+            .where(lanes.c.owner == relay_id, lanes.c.lease_until >= now)
+            .order_by(lanes.c.lane)
+        )
+        return list((await conn.execute(query)).scalars())
+
+    async def _take_free(
+        self, conn: AsyncConnection, relay_id: str, now: datetime, until: datetime, count: int
+    ) -> list[int]:
+        lanes = self._lanes
+        free = (
+            select(lanes.c.lane)
+            .where(or_(lanes.c.owner.is_(None), lanes.c.lease_until < now))
+            .order_by(lanes.c.lane)
+            .limit(count)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(lanes)
+            .where(lanes.c.lane.in_(free.scalar_subquery()))
+            .values(owner=relay_id, lease_until=until)
+            .returning(lanes.c.lane)
+        )
+        return list((await conn.execute(statement)).scalars())
+
+    def _begin(self, what: str) -> _Transaction:
+        return _Transaction(self._engine, what)
+
+    async def _run(
+        self, conn: AsyncConnection, statement: Any, what: str, params: Any = None
+    ) -> None:
+        try:
+            await conn.execute(statement, params)
+        except SQLAlchemyError as error:
+            raise _error(what, error) from error
+
+
+class _Transaction:
+    """`engine.begin()` whose database errors become eventcore's `StoreError`s."""
+
+    def __init__(self, engine: AsyncEngine, what: str) -> None:
+        self._context = engine.begin()
+        self._what = what
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            return await self._context.__aenter__()
+        except SQLAlchemyError as error:
+            raise _error(self._what, error) from error
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._context.__aexit__(*exc)
+        except SQLAlchemyError as error:
+            raise _error(self._what, error) from error
+        if isinstance(exc[1], SQLAlchemyError):
+            raise _error(self._what, exc[1]) from exc[1]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)  # SQLite gives naive datetimes back
+
+
+def _entry(row: Any) -> OutboxEntry:
+    (position, message_id, topic, key, type_, version, payload, headers) = row[:8]
+    created_at, attempts, last_error, sent_at, dead_at = row[8:]
+    message = Message(
+        message_id=uuid.UUID(bytes=message_id.bytes),  # asyncpg has a UUID class of its own
+        topic=topic,
+        key=key,
+        type=type_,
+        schema_version=version,
+        payload=bytes(payload),
+        headers=headers or {},
+        created_at=_utc(created_at) or datetime.now(UTC),
+    )
+    return OutboxEntry(position, message, attempts, last_error, _utc(sent_at), _utc(dead_at))
