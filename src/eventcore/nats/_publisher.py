@@ -1,0 +1,226 @@
+"""`NatsPublisher`: publishes messages to JetStream, pipelined, waiting for the acks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import PubAck
+
+from eventcore import BrokerConnectionError, Message, MessageHeaders, PublishResult
+from eventcore.nats._connection import (
+    CONNECTION_ERRORS,
+    DEFAULT_SERVERS,
+    Link,
+    close_quietly,
+    connect,
+    ensure_stream,
+    safe_servers,
+)
+
+__all__ = ["MSG_ID_HEADER", "NatsPublisher"]
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+"""The header JetStream de-duplicates on (within the stream's duplicate window)."""
+
+_Outcomes = list[asyncio.Future[PubAck] | str | None]
+
+
+class NatsPublisher:
+    """Publishes messages to NATS JetStream and waits for JetStream's acks.
+
+    Each message goes to the subject `message.topic` with its payload, and headers
+    [`Message.all_headers()`][eventcore.Message.all_headers] plus `Nats-Msg-Id` (the
+    message id): JetStream stores a message id once per duplicate window, so a batch
+    the relay publishes again is not stored twice.
+
+    `publish` sends a batch in order on one connection without waiting between
+    messages (nats-py's `publish_async`), then waits for all the acks, at most
+    `publish_timeout` seconds. It returns the messages that failed, each with why: no
+    stream captures the subject (no responders), JetStream refused it, or it was not
+    acknowledged in time (then the connection is replaced, as it may be stalled). When
+    the connection is down or drops, it raises
+    [`BrokerConnectionError`][eventcore.BrokerConnectionError] instead.
+
+    It connects on the first `publish` (within `connect_timeout`; nats-py's own
+    reconnection is off) and replaces a closed or dropped connection on the next one.
+    Given `stream` and `subjects`, it creates the stream on connecting, or adds the
+    subjects it lacks and sets its `duplicate_window` (see
+    [`ensure_stream`][eventcore.nats.ensure_stream]).
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = DEFAULT_SERVERS,
+        *,
+        stream: str | None = None,
+        subjects: str | Iterable[str] | None = None,
+        duplicate_window: float = 120.0,
+        publish_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if publish_timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("publish_timeout and connect_timeout must be positive")
+        if isinstance(subjects, str):
+            subjects = [subjects]
+        self._subjects = None if subjects is None else tuple(subjects)
+        if (stream is None) != (self._subjects is None):
+            raise ValueError("give both stream and subjects (to declare the stream), or neither")
+        self._servers = [servers] if isinstance(servers, str) else list(servers)
+        self._stream = stream
+        self._duplicate_window = duplicate_window
+        self._publish_timeout = publish_timeout
+        self._connect_timeout = connect_timeout
+        self._link: Link | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        """Whether it holds a live connection (it connects on `publish`)."""
+        return self._link is not None and self._link.alive
+
+    async def publish(self, messages: Sequence[Message]) -> PublishResult:
+        """Publish `messages` in order; return the ones that failed, each with why."""
+        if not messages:
+            return {}
+        link = await self._ready()
+        deadline = asyncio.get_running_loop().time() + self._publish_timeout
+        # Per message, in order: its ack future once sent, or why it was not sent.
+        outcomes: _Outcomes = [None] * len(messages)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._send(link, messages, outcomes, deadline)
+                await self._await_acks(link, outcomes, deadline)
+        except TimeoutError:
+            pass
+        except CONNECTION_ERRORS as error:
+            await self._discard(link)
+            raise self._dropped(messages, error) from error
+        finally:
+            for ack in outcomes:
+                if isinstance(ack, asyncio.Future):
+                    ack.cancel()  # a no-op on the settled ones
+        failures, stalled = self._failures(messages, outcomes)
+        if stalled:
+            await self._discard(link)  # its acks are in doubt; it may be dead
+        return failures
+
+    async def _send(
+        self, link: Link, messages: Sequence[Message], outcomes: _Outcomes, deadline: float
+    ) -> None:
+        # nats-py swallows a cancellation that lands while it waits for its socket
+        # buffer to drain, so the deadline is checked here too, not only enforced by
+        # asyncio.timeout_at.
+        publish_async = link.jetstream.publish_async
+        clock = asyncio.get_running_loop().time
+        for index, message in enumerate(messages):
+            headers = message.all_headers()
+            headers[MSG_ID_HEADER] = headers[MessageHeaders.MESSAGE_ID]
+            try:
+                outcomes[index] = await publish_async(
+                    message.topic, message.payload, headers=headers
+                )
+            except (nats.errors.MaxPayloadError, nats.errors.BadSubjectError) as error:
+                outcomes[index] = f"NATS refused to send it: {error!r}"
+            except nats.js.errors.TooManyStalledMsgsError:
+                return  # cancelled while waiting for room to send
+            if clock() >= deadline:
+                return
+
+    async def _await_acks(self, link: Link, outcomes: _Outcomes, deadline: float) -> None:
+        futures = [ack for ack in outcomes if isinstance(ack, asyncio.Future)]
+        if not futures:
+            return
+        acks = asyncio.gather(*futures, return_exceptions=True)
+        done, _ = await asyncio.wait(
+            (acks, link.lost),
+            timeout=deadline - asyncio.get_running_loop().time(),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if link.lost.done() and acks not in done:
+            acks.cancel()
+            raise nats.errors.ConnectionClosedError
+
+    def _failures(
+        self, messages: Sequence[Message], outcomes: _Outcomes
+    ) -> tuple[PublishResult, bool]:
+        """The failed messages with why, and whether some were not sent or acked in time."""
+        failures: PublishResult = {}
+        stalled = False
+        for message, ack in zip(messages, outcomes, strict=True):
+            if isinstance(ack, str):
+                failures[message.message_id] = ack
+            elif ack is None or ack.cancelled():
+                stalled = True
+                failures[message.message_id] = (
+                    f"JetStream did not acknowledge it within {self._publish_timeout} s"
+                    + ("" if ack else " (not even sent: the connection is stalled)")
+                )
+            elif (error := ack.exception()) is not None:
+                failures[message.message_id] = _reason(message, error)
+        return failures, stalled
+
+    def _dropped(self, messages: Sequence[Message], error: BaseException) -> BrokerConnectionError:
+        return BrokerConnectionError(
+            f"the connection to NATS at {safe_servers(self._servers)} dropped while "
+            f"publishing {len(messages)} message(s): {error!r}"
+        )
+
+    async def _ready(self) -> Link:
+        link = self._link
+        if link is not None and link.alive:
+            return link
+        async with self._lock:
+            if self._link is None or not self._link.alive:
+                await self._discard(self._link)
+                self._link = await self._open()
+            return self._link
+
+    async def _open(self) -> Link:
+        link = await connect(self._servers, self._connect_timeout, timeout=self._publish_timeout)
+        if self._stream is not None and self._subjects is not None:
+            try:
+                await ensure_stream(
+                    link.jetstream,
+                    self._stream,
+                    self._subjects,
+                    duplicate_window=self._duplicate_window,
+                )
+            except BaseException:
+                await close_quietly(link.client, self._connect_timeout)
+                raise
+        return link
+
+    async def _discard(self, link: Link | None) -> None:
+        if link is not None and link is self._link:
+            self._link = None
+        await close_quietly(link.client if link else None, self._connect_timeout)
+
+    async def close(self) -> None:
+        """Close the connection (idempotent; a later `publish` opens a new one)."""
+        await self._discard(self._link)
+
+    async def __aenter__(self) -> NatsPublisher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _reason(message: Message, error: BaseException) -> str:
+    if isinstance(error, nats.js.errors.NoStreamResponseError):
+        return (
+            f"no JetStream stream captures subject {message.topic!r} (no responders): "
+            "create one that does"
+        )
+    if isinstance(error, nats.js.errors.APIError):
+        return f"JetStream refused it: {error}"
+    return f"publishing failed: {error!r}"
