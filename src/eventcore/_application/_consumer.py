@@ -7,13 +7,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventcore._application._unit_of_work import UnitOfWork
 from eventcore._domain._handlers import cached_handlers
 from eventcore._domain._integration import IntegrationEvent, IntegrationMapping
 from eventcore._domain._metadata import message_context
-from eventcore._exceptions import ConsumerError, MessageDecodeError, StoreError
+from eventcore._exceptions import (
+    BrokerConnectionError,
+    ConsumerError,
+    MessageDecodeError,
+    StoreError,
+)
 from eventcore._messaging._broker import Delivery, MessageSource
 from eventcore._messaging._encoding import decode_event
 from eventcore._messaging._message import Message
@@ -146,10 +152,28 @@ class ConsumerWorker:
         """Deliveries skipped because the inbox had them already."""
 
     async def run(self) -> None:
-        """Receive and handle messages until cancelled (or the source ends)."""
-        async with self._source.deliveries() as deliveries:
-            async for delivery in deliveries:
-                await self.handle(delivery)
+        """Receive and handle messages until cancelled (or the source ends).
+
+        When the broker connection drops (`BrokerConnectionError`), it subscribes again
+        after a backoff (doubling up to 30 s), for as long as the broker is away:
+        unacknowledged messages are redelivered, and the inbox absorbs any duplicate.
+        """
+        failures = 0
+        while True:
+            try:
+                async with self._source.deliveries() as deliveries:
+                    async for delivery in deliveries:
+                        failures = 0
+                        await self.handle(delivery)
+                return
+            except BrokerConnectionError as error:
+                failures += 1
+                delay = min(30.0, max(self._retry_delay, 0.1) * 2 ** (failures - 1))
+                _log.warning(
+                    "consumer %s: broker connection lost (%d in a row), again in %.1f s: %s",
+                    self._consumer.name, failures, delay, error,
+                )  # fmt: skip
+                await anyio.sleep(delay)
 
     async def handle(self, delivery: Delivery) -> None:
         """Handle one delivery and settle it with the broker."""

@@ -24,6 +24,10 @@ __all__ = ["OutboxRelay", "RelayMetrics"]
 
 _log = logging.getLogger("eventcore.outbox")
 
+# Other processes' commits wake a relay through NOTIFYs that stores send at most every
+# 20 ms, so a commit right after one may send none: look again this soon after being busy.
+_FOLLOW_UP = 0.05
+
 
 class _OutboxStore(Protocol):
     @property
@@ -47,6 +51,10 @@ class RelayMetrics:
     """Messages confirmed per second over the last ten seconds."""
     lanes: tuple[int, ...]
     """The outbox lanes this relay owns now."""
+    broker_failures: int = 0
+    """Batches in a row that failed as a whole (the broker is unreachable); 0 when healthy."""
+    last_error: str | None = None
+    """The last publish error, if any."""
 
 
 class OutboxRelay:
@@ -58,10 +66,13 @@ class OutboxRelay:
     when messages are committed (in this process at once, in others through
     PostgreSQL `LISTEN`), and polls every `poll_interval` seconds besides.
 
-    A message the broker does not confirm is retried after an exponential backoff with
-    jitter (`backoff` seconds doubled per attempt, at most `max_backoff`); the later
-    messages of its key wait for it. After `max_attempts` failures it is dead: listed
-    by `outbox.dead_letters()` and re-driven by `outbox.redrive()` (or the CLI).
+    A message the broker refuses is retried after an exponential backoff with jitter
+    (`backoff` seconds doubled per attempt, at most `max_backoff`); the later messages
+    of its key wait for it. After `max_attempts` refusals it is dead: listed by
+    `outbox.dead_letters()` and re-driven by `outbox.redrive()` (or the CLI). When a
+    whole batch fails (the broker is unreachable), no message is blamed: the relay
+    keeps the batch and tries it again after the same kind of backoff, for as long as
+    the outage lasts.
     Published messages are deleted after `retention`.
 
     ```python
@@ -110,6 +121,8 @@ class OutboxRelay:
         self._lanes_until = 0.0
         self._cleaned_at = 0.0
         self._counts = {"published": 0, "failed": 0, "dead": 0, "batches": 0}
+        self._broker_failures = 0
+        self._last_error: str | None = None
         self._recent: deque[tuple[float, int]] = deque()
 
     @property
@@ -121,7 +134,14 @@ class OutboxRelay:
         rate = sum(n for _, n in self._recent) / 10
         c = self._counts
         return RelayMetrics(
-            c["published"], c["failed"], c["dead"], c["batches"], rate, tuple(self._lanes)
+            c["published"],
+            c["failed"],
+            c["dead"],
+            c["batches"],
+            rate,
+            tuple(self._lanes),
+            self._broker_failures,
+            self._last_error,
         )
 
     async def status(self) -> OutboxStatus:
@@ -132,10 +152,14 @@ class OutboxRelay:
         """Publish messages as they are committed, until cancelled; then give up the lanes."""
         try:
             async with self._store.watch() as signal:
+                timeout = self._poll_interval
                 while True:
                     seen = signal.notified
-                    if await self._step() == 0:
-                        await signal.wait(self._poll_interval, since=seen)
+                    if await self._step() > 0:
+                        timeout = _FOLLOW_UP
+                        continue
+                    woken = await signal.wait(timeout, since=seen)
+                    timeout = _FOLLOW_UP if woken else self._poll_interval
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release()
@@ -186,8 +210,9 @@ class OutboxRelay:
         try:
             failures: PublishResult = await self._publisher.publish([e.message for e in batch])
         except Exception as error:  # the whole batch failed: the broker is unreachable
-            _log.warning("outbox relay %s: publish failed: %r", self.relay_id, error)
-            failures = {e.message.message_id: repr(error) for e in batch}
+            await self._wait_for_broker(error, len(batch))
+            return
+        self._broker_failures = 0
         sent = [e.position for e in batch if e.message.message_id not in failures]
         failed = [
             (e.position, failures[e.message.message_id], self._retry_at(e))
@@ -196,6 +221,24 @@ class OutboxRelay:
         ]
         await self._outbox.settle(self.relay_id, Settlement(sent, failed))
         self._count(len(sent), failed)
+
+    async def _wait_for_broker(self, error: Exception, count: int) -> None:
+        """Back off after a failure of the whole batch; it stays claimed by this relay,
+        which claims it again next (or another relay, once the claim has run out)."""
+        self._broker_failures += 1
+        self._last_error = repr(error)
+        self._counts["failed"] += count
+        delay = self._delay(self._broker_failures - 1)
+        _log.warning(
+            "outbox relay %s: publish failed (%d in a row), retrying in %.1f s: %r",
+            self.relay_id, self._broker_failures, delay, error,
+        )  # fmt: skip
+        await anyio.sleep(delay)
+
+    def _delay(self, attempts: int) -> float:
+        """Exponential backoff with jitter after `attempts` earlier failures."""
+        delay = min(self._max_backoff, self._backoff * 2.0**attempts)
+        return delay * random.uniform(0.5, 1.5)
 
     def _retry_at(self, entry: OutboxEntry) -> datetime | None:
         """When to try `entry` again after this failure; `None`: give up on it."""
@@ -206,6 +249,8 @@ class OutboxRelay:
 
     def _count(self, sent: int, failed: list[tuple[int, str, datetime | None]]) -> None:
         dead = sum(1 for _, _, retry_at in failed if retry_at is None)
+        if failed:
+            self._last_error = failed[-1][1]
         if dead:
             _log.error("outbox relay %s: %d message(s) dead-lettered", self.relay_id, dead)
         c = self._counts

@@ -68,6 +68,23 @@ class SqlAlchemyInbox:
         except SQLAlchemyError as error:
             raise _error("cannot read the inbox", error) from error
 
+    async def delete_handled(self, before: datetime, consumer: str | None = None) -> int:
+        """Forget the messages handled before `before` (of `consumer`, if given).
+
+        The inbox only needs a message id for as long as the broker might deliver it
+        again: keep rows well past the broker's redelivery horizon (NATS's duplicate
+        window, a RabbitMQ queue's longest backlog), e.g. a week.
+        """
+        t = self._inbox
+        statement = t.delete().where(t.c.handled_at < before)
+        if consumer is not None:
+            statement = statement.where(t.c.consumer == consumer)
+        try:
+            async with self._engine.begin() as conn:
+                return (await conn.execute(statement)).rowcount
+        except SQLAlchemyError as error:
+            raise _error("cannot clean up the inbox", error) from error
+
     async def record_failure(
         self, consumer: str, message: Message, error: str, max_attempts: int
     ) -> tuple[int, bool]:

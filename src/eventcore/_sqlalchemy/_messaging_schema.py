@@ -60,10 +60,9 @@ def outbox_table(metadata: MetaData, name: str, schema: str | None) -> Table:
         Column("claimed_until", stamp, nullable=True),
         Column("sent_at", stamp, nullable=True),
         Column("dead_at", stamp, nullable=True),
-        # What the relay scans: pending rows by lane, oldest first.
+        # What relays scan: pending rows, oldest first (filtered by their lanes).
         Index(
             f"{name}_pending",
-            "lane",
             "position",
             postgresql_where=_PENDING,
             sqlite_where=_PENDING,
@@ -83,7 +82,7 @@ def outbox_table(metadata: MetaData, name: str, schema: str | None) -> Table:
 
 
 def outbox_lanes_table(metadata: MetaData, name: str, schema: str | None) -> Table:
-    """Which relay owns each lane of the outbox, until when (a lease on the database clock)."""
+    """Which relay owns each lane of the outbox, until when (by the relays' clocks)."""
     return Table(
         name,
         metadata,

@@ -55,7 +55,7 @@ class SqlAlchemyOutbox:
             t.c.sent_at,
             t.c.dead_at,
         )
-        self._claim = self._claim_statement()
+        self._candidates, self._queued = self._claim_statements()
 
     async def write(self, conn: AsyncConnection, messages: Sequence[Message]) -> None:
         """Insert `messages` in the caller's transaction (the unit of work's)."""
@@ -116,19 +116,35 @@ class SqlAlchemyOutbox:
     async def claim(
         self, relay_id: str, lanes: Collection[int], limit: int, visibility: timedelta
     ) -> list[OutboxEntry]:
-        """Claim up to `limit` publishable messages of `lanes`, oldest first (see `Outbox`)."""
+        """Claim up to `limit` publishable messages of `lanes`, oldest first (see `Outbox`).
+
+        Three short statements in one transaction: lock the oldest due candidates
+        (`SKIP LOCKED`), list the pending messages of their keys up to the last
+        candidate, and mark as claimed each key's candidates up to its first pending
+        message that is not a candidate (in backoff, or claimed elsewhere).
+        """
         if not lanes:
             return []
+        t = self._t
         now = datetime.now(UTC)
-        params = {
-            "me": relay_id,
-            "now": now,
-            "until": now + visibility,
-            "lanes": list(lanes),
-            "limit": limit,
-        }
         async with self._begin("cannot claim outbox messages") as conn:
-            rows = (await conn.execute(self._claim, params)).all()
+            params = {"me": relay_id, "now": now, "lanes": list(lanes), "limit": limit}
+            candidates = (await conn.execute(self._candidates, params)).all()
+            if not candidates:
+                return []
+            keys = sorted({key for _, key in candidates})
+            last = candidates[-1][0]
+            queue = await conn.execute(self._queued, {"keys": keys, "last": last})
+            chosen = _in_order({p for p, _ in candidates}, queue.all())
+            if not chosen:
+                return []
+            statement = (
+                update(t)
+                .where(t.c.position.in_(chosen))
+                .values(claimed_by=relay_id, claimed_until=now + visibility)
+                .returning(*self._columns)
+            )
+            rows = (await conn.execute(statement)).all()
         return sorted((_entry(row) for row in rows), key=lambda e: e.position)
 
     async def settle(self, relay_id: str, settlement: Settlement) -> None:
@@ -193,6 +209,26 @@ class SqlAlchemyOutbox:
         age = None if oldest is None else max(datetime.now(UTC) - oldest, timedelta())
         return OutboxStatus(row[0], row[1], row[2], row[3], age)
 
+    async def lanes(self) -> dict[int, tuple[str, datetime]]:
+        """Who owns each lane: `{lane: (relay_id, lease_until)}` for the lanes with an owner.
+
+        A lease in the past has run out: the owner stalled or died, and the next relay
+        to renew its lanes takes the lane over. Lanes missing here have no owner.
+        """
+        lanes = self._lanes
+        query = select(lanes.c.lane, lanes.c.owner, lanes.c.lease_until).where(
+            lanes.c.owner.is_not(None), lanes.c.lease_until.is_not(None)
+        )
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query.order_by(lanes.c.lane))).all()
+        except SQLAlchemyError as error:
+            raise _error("cannot read the outbox lanes", error) from error
+        owners: dict[int, tuple[str, datetime]] = {}
+        for lane, owner, until in rows:  # SQLite gives naive datetimes back
+            owners[lane] = (owner, until if until.tzinfo else until.replace(tzinfo=UTC))
+        return owners
+
     async def dead_letters(self, limit: int = 100) -> list[OutboxEntry]:
         """The messages given up on, oldest first."""
         t = self._t
@@ -232,45 +268,36 @@ class SqlAlchemyOutbox:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _claim_statement(self) -> Any:
+    def _claim_statements(self) -> tuple[Any, Any]:
         t = self._t
-        earlier = t.alias("earlier")
         now: Any = bindparam("now")
-        me: Any = bindparam("me")
-        blocked = (
-            select(earlier.c.position)
+        pending = (t.c.sent_at.is_(None), t.c.dead_at.is_(None))
+        candidates = (
+            select(t.c.position, t.c.partition_key)
             .where(
-                earlier.c.partition_key == t.c.partition_key,
-                earlier.c.position < t.c.position,
-                earlier.c.sent_at.is_(None),
-                earlier.c.dead_at.is_(None),
-                or_(
-                    earlier.c.available_at > now,
-                    and_(earlier.c.claimed_until >= now, earlier.c.claimed_by != me),
-                ),
-            )
-            .exists()
-        )
-        publishable = (
-            select(t.c.position)
-            .where(
+                *pending,
                 t.c.lane.in_(bindparam("lanes", expanding=True)),
-                t.c.sent_at.is_(None),
-                t.c.dead_at.is_(None),
                 t.c.available_at <= now,
-                or_(t.c.claimed_until.is_(None), t.c.claimed_until < now, t.c.claimed_by == me),
-                ~blocked,
+                or_(
+                    t.c.claimed_until.is_(None),
+                    t.c.claimed_until < now,
+                    t.c.claimed_by == bindparam("me"),
+                ),
             )
             .order_by(t.c.position)
             .limit(bindparam("limit"))
             .with_for_update(skip_locked=True)
         )
-        return (
-            update(t)
-            .where(t.c.position.in_(publishable.scalar_subquery()))
-            .values(claimed_by=me, claimed_until=bindparam("until"))
-            .returning(*self._columns)
+        queued = (
+            select(t.c.position, t.c.partition_key)
+            .where(
+                *pending,
+                t.c.partition_key.in_(bindparam("keys", expanding=True)),
+                t.c.position <= bindparam("last"),
+            )
+            .order_by(t.c.position)
         )
+        return candidates, queued
 
     async def _heartbeat(
         self, conn: AsyncConnection, relay_id: str, now: datetime, until: datetime
@@ -349,6 +376,20 @@ class _Transaction:
             raise _error(self._what, error) from error
         if isinstance(exc[1], SQLAlchemyError):
             raise _error(self._what, exc[1]) from exc[1]
+
+
+def _in_order(candidates: set[int], queued: Sequence[Any]) -> list[int]:
+    """Each key's candidates up to the key's first queued message that is not one."""
+    blocked: set[str] = set()
+    chosen = []
+    for position, key in queued:  # by position
+        if key in blocked:
+            continue
+        if position in candidates:
+            chosen.append(position)
+        else:
+            blocked.add(key)
+    return chosen
 
 
 def _utc(value: datetime | None) -> datetime | None:
