@@ -1,4 +1,4 @@
-"""The `eventcore` command line: schema, global log, projections and dead letters.
+"""The `eventcore` command line: schema, global log, projections, dead letters, outbox, inbox.
 
 Install it with `pip install 'eventcore[cli]'` (it needs click), then run
 `eventcore --help`. The commands are an adapter on top of the public API; see the

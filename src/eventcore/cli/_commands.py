@@ -9,7 +9,9 @@ import click
 import eventcore
 from eventcore.cli._connection import Settings, engine_for, pass_settings
 from eventcore.cli._dead_letters import dead_letters
+from eventcore.cli._inbox import inbox
 from eventcore.cli._log import log
+from eventcore.cli._outbox import outbox
 from eventcore.cli._projections import projections
 from eventcore.cli._running import run
 from eventcore.cli._schema import SchemaReport, upgrade_schema
@@ -60,7 +62,7 @@ def cli(
     app: str | None,
     verbose: bool,
 ) -> None:
-    """Operate an eventcore event store: schema, global log, projections, dead letters.
+    """Operate an eventcore event store: schema, log, projections, dead letters, outbox.
 
     Errors print one line and exit with status 1 (2 for wrong usage).
     """
@@ -112,3 +114,5 @@ def schema_create(settings: Settings) -> None:
 cli.add_command(log)
 cli.add_command(projections)
 cli.add_command(dead_letters)
+cli.add_command(outbox)
+cli.add_command(inbox)

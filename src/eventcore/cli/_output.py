@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from eventcore import DeadLetter, LogPosition, ProjectionStatus, RecordedEvent
+from eventcore import DeadLetter, LogPosition, Message, ProjectionStatus, RecordedEvent
 from eventcore.cli._raw import StoredPayload
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "echo_table",
     "event_json",
     "event_line",
+    "message_json",
+    "one_line",
     "position_text",
     "status_row",
 ]
@@ -88,6 +90,28 @@ def dead_letter_row(letter: DeadLetter) -> list[str]:
         letter.parked_at.isoformat(timespec="seconds"),
         letter.error,
     ]
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A message's envelope and payload (parsed when it is JSON), JSON-ready."""
+    try:
+        payload: Any = json.loads(message.payload)
+    except ValueError:
+        payload = message.payload.decode("utf-8", "replace")
+    return {
+        "message_id": str(message.message_id),
+        "topic": message.topic,
+        "key": message.key,
+        "type": message.type,
+        "schema_version": message.schema_version,
+        "headers": dict(message.headers),
+        "payload": payload,
+    }
+
+
+def one_line(text: str | None) -> str:
+    """`text` with its line breaks and runs of spaces as single spaces (for a table cell)."""
+    return " ".join((text or "").split())
 
 
 def _data(recorded: RecordedEvent) -> Any:
