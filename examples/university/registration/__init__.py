@@ -2,6 +2,8 @@
 
 Start from [`bootstrap`][university.registration.bootstrap.bootstrap], which wires the
 context to a database and returns a `Registration` exposing its command handlers.
+Other contexts learn what happens here only from the integration events of
+[`contracts`][university.registration.contracts], the one module they may import.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Importing the package creates nothing; `bootstrap()` makes the engine (if given a URL),
 the store and its tables, and returns a `Registration` whose methods are the handlers
-with their dependencies filled in.
+with their dependencies filled in. Its units of work translate the domain events into
+registration's public contracts (`RegistrationContract`) and write them to the context's
+outbox in the same transaction; `Registration.relay()` makes the relay that publishes them.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventcore import RecordedEvent, SqlAlchemyEventStore, UnitOfWork
+from eventcore import OutboxRelay, Publisher, RecordedEvent, SqlAlchemyEventStore, UnitOfWork
 from university.registration.application import handlers, queries
 from university.registration.application.commands import DropStudent, OpenSection, RegisterStudent
+from university.registration.application.publishing import RegistrationContract
+from university.registration.contracts import TOPIC
 from university.registration.domain.section import Section
 from university.registration.infrastructure.store import engine_for, registration_store
 
@@ -56,18 +61,32 @@ async def bootstrap(
 class Registration:
     """The registration context, wired: command handlers and queries on one store.
 
-    Use it as an async context manager (or call `aclose()`) to release an engine that
-    `bootstrap()` created.
+    Every command's events and the integration events they translate to commit in one
+    transaction (the transactional outbox). Use it as an async context manager (or call
+    `aclose()`) to release an engine that `bootstrap()` created.
     """
+
+    topics = (TOPIC,)
+    """The topics the context publishes its contracts to."""
 
     def __init__(self, store: SqlAlchemyEventStore, *, attempts: int, owns_engine: bool) -> None:
         self.store = store
         self.attempts = attempts
+        self.contract = RegistrationContract()
         self._owns_engine = owns_engine
 
     def new_unit_of_work(self) -> UnitOfWork:
-        """A fresh unit of work on the context's store."""
-        return UnitOfWork(self.store)
+        """A fresh unit of work on the context's store, publishing through its outbox."""
+        return UnitOfWork(self.store, mappings=[self.contract])
+
+    def relay(self, publisher: Publisher, *, poll_interval: float = 0.5) -> OutboxRelay:
+        """An `OutboxRelay` that publishes the context's outbox through `publisher`.
+
+        Run it (`await relay.run()`) in this process or another; several relays share
+        the work. Wakes at once on commits in its process, within `poll_interval`
+        seconds otherwise (at once on PostgreSQL, which notifies).
+        """
+        return OutboxRelay(self.store, publisher, poll_interval=poll_interval)
 
     async def open_section(self, command: OpenSection) -> None:
         """Handle `OpenSection` (see `handlers.open_section`)."""
@@ -90,9 +109,10 @@ class Registration:
         return await queries.section_history(self.store, section_id)
 
     async def aclose(self) -> None:
-        """Dispose of the engine if `bootstrap()` created it."""
+        """Dispose of the engine if `bootstrap()` created it (even when cancelled)."""
         if self._owns_engine:
-            await self.store.engine.dispose()
+            with anyio.CancelScope(shield=True):
+                await self.store.engine.dispose()
 
     async def __aenter__(self) -> Self:
         return self

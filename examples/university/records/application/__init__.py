@@ -1,0 +1,3 @@
+"""The records use cases: consuming registration's contracts into the records kept."""
+
+from __future__ import annotations
