@@ -212,57 +212,98 @@ async def test_a_worker_whose_lease_connection_dies_stops_promptly(
         assert len(await _lease_holders(store, NAME)) == 1
 
 
+_FENCES = [pytest.param(False, id="locking"), pytest.param(True, id="advancing")]
+
+
+async def _fence(
+    lease: ProjectionLease, session: EventStoreSession, at: LogPosition, advancing: bool
+) -> None:
+    """Fence a batch from `at`: only locking the checkpoint row, or also advancing it
+    by one (as workers do, in the same statement)."""
+    to = LogPosition(at.transaction_id, at.global_position + 1) if advancing else None
+    assert await lease.guard(session, at, to) is advancing
+
+
+async def _save_checkpoint(store: SqlAlchemyEventStore, position: LogPosition) -> None:
+    async with store.session() as session:
+        await session.save_checkpoint(NAME, position)
+        await session.commit([])
+
+
+@pytest.mark.parametrize("advancing", _FENCES)
+@pytest.mark.parametrize("start", [LogPosition(), LogPosition(0, 3)], ids=["first", "later"])
 async def test_a_stale_holder_cannot_write_a_batch(
-    postgres_event_store: SqlAlchemyEventStore,
+    postgres_event_store: SqlAlchemyEventStore, start: LogPosition, advancing: bool
 ) -> None:
     store = postgres_event_store
+    if start != LogPosition():
+        await _save_checkpoint(store, start)
+    before = await store.load_checkpoints([NAME])
     leases = PostgresLeases(store.engine, store.tables, check_interval=3600)  # unwatched
     async with leases.hold(NAME) as lease:
         assert lease is not None
         await _kill_lease_session(store, NAME)  # lost, but the holder has not noticed
         async with store.session() as session:
             with pytest.raises(LeaseLostError, match="no longer holds"):
-                await lease.guard(session, LogPosition())
-    assert await store.load_checkpoints([NAME]) == {}
+                await _fence(lease, session, start, advancing)
+    assert await store.load_checkpoints([NAME]) == before
 
 
+@pytest.mark.parametrize("advancing", _FENCES)
 async def test_a_batch_fails_when_another_worker_moved_the_checkpoint(
-    postgres_event_store: SqlAlchemyEventStore,
+    postgres_event_store: SqlAlchemyEventStore, advancing: bool
 ) -> None:
     store = postgres_event_store
     async with _leases(store).hold(NAME) as lease:
         assert lease is not None
-        async with store.session() as other:  # a worker that got there first
-            await other.save_checkpoint(NAME, LogPosition(0, 7))
-            await other.commit([])
+        await _save_checkpoint(store, LogPosition(0, 7))  # a worker that got there first
+        for believed in (LogPosition(), LogPosition(0, 5)):
+            async with store.session() as session:
+                with pytest.raises(LeaseLostError, match=r"is LogPosition.*moved it"):
+                    await _fence(lease, session, believed, advancing)
         async with store.session() as session:
-            with pytest.raises(LeaseLostError, match="moved it"):
-                await lease.guard(session, LogPosition())
+            await _fence(lease, session, LogPosition(0, 7), advancing)  # where it is: fine
+        assert await store.load_checkpoints([NAME]) == {NAME: LogPosition(0, 7)}  # rolled back
         async with store.session() as session:
-            await lease.guard(session, LogPosition(0, 7))  # where it really is: fine
+            await _fence(lease, session, LogPosition(0, 7), advancing)
+            await session.commit([])
+    moved = LogPosition(0, 8) if advancing else LogPosition(0, 7)
+    assert await store.load_checkpoints([NAME]) == {NAME: moved}
 
 
+@pytest.mark.parametrize("advancing", _FENCES)
 async def test_a_batch_without_the_checkpoints_table_fails_with_a_schema_error(
-    postgres_event_store: SqlAlchemyEventStore,
+    postgres_event_store: SqlAlchemyEventStore, advancing: bool
 ) -> None:
     tables = EventStoreTables(schema=throwaway_schema())  # never created
     store = SqlAlchemyEventStore(postgres_event_store.engine, tables=tables)
     async with _leases(store).hold(NAME) as lease, store.session() as session:
         assert lease is not None
         with pytest.raises(SchemaError):
-            await lease.guard(session, LogPosition())
+            await _fence(lease, session, LogPosition(), advancing)
 
 
+@pytest.mark.parametrize(
+    ("advancing", "start"),
+    [
+        pytest.param(False, LogPosition(), id="locking"),
+        pytest.param(True, LogPosition(), id="advancing-first"),  # INSERT ... ON CONFLICT
+        pytest.param(True, LogPosition(0, 3), id="advancing-later"),  # UPDATE
+    ],
+)
 async def test_the_new_holder_waits_for_a_stale_batch_and_does_not_apply_it_again(
-    postgres_event_store: SqlAlchemyEventStore,
+    postgres_event_store: SqlAlchemyEventStore, advancing: bool, start: LogPosition
 ) -> None:
     store = postgres_event_store
     table = await _with_ticks(store)
+    if start != LogPosition():
+        await _save_checkpoint(store, start)
+    end = LogPosition(0, start.global_position + 1)
     stale_leases = PostgresLeases(store.engine, store.tables, check_interval=3600)
     async with _second_store(store) as store_b, stale_leases.hold(NAME) as stale:
         assert stale is not None
         async with store.session() as stale_batch:
-            await stale.guard(stale_batch, LogPosition())  # the stale batch is under way...
+            await _fence(stale, stale_batch, start, advancing)  # the stale batch is under way...
             await _kill_lease_session(store, NAME)  # ...when its lease is lost
             async with _leases(store_b).hold(NAME) as fresh, store_b.session() as fresh_batch:
                 assert fresh is not None
@@ -270,17 +311,45 @@ async def test_the_new_holder_waits_for_a_stale_batch_and_does_not_apply_it_agai
 
                 async def fresh_guard() -> None:
                     with pytest.raises(LeaseLostError, match="moved it"):
-                        await fresh.guard(fresh_batch, LogPosition())
+                        await _fence(fresh, fresh_batch, start, advancing)
 
                 async with anyio.create_task_group() as group:
                     group.start_soon(fresh_guard)
                     await _until_waiting_for_a_lock(store, pid)
                     row = {"stream_id": "s", "version": 1, "n": 1, "worker": "stale"}
                     await stale_batch.connection.execute(insert(table).values(row))
-                    await stale_batch.save_checkpoint(NAME, LogPosition(0, 1))
+                    if not advancing:
+                        await stale_batch.save_checkpoint(NAME, end)
                     await stale_batch.commit([])
-    assert await store.load_checkpoints([NAME]) == {NAME: LogPosition(0, 1)}
+    assert await store.load_checkpoints([NAME]) == {NAME: end}
     assert await _workers(store, table) == ["stale"]
+
+
+class _LeaseKilledAt(TickProjector, name=NAME):
+    """Has its lease's session killed while it applies event `n` (and goes on)."""
+
+    def __init__(self, table: Table, store: SqlAlchemyEventStore, *, at: int) -> None:
+        super().__init__(table, "w", stall_at=at)
+        self._store = store
+
+    async def stall(self) -> None:
+        await _kill_lease_session(self._store, NAME)
+
+
+async def test_a_holder_that_lost_its_lease_unnoticed_applies_no_further_batch(
+    postgres_event_store: SqlAlchemyEventStore,
+) -> None:
+    store = postgres_event_store
+    table = await _with_ticks(store)
+    await _tick(store, range(1, 7))
+    leases = PostgresLeases(store.engine, store.tables, check_interval=3600)  # unwatched
+    projector = _LeaseKilledAt(table, store, at=2)
+    worker = ProjectionWorker(store, [projector], batch_size=2, leases=leases)
+    with pytest.raises(LeaseLostError, match="no longer holds"):
+        await worker.catch_up()  # the second batch is refused before it writes anything
+    log = await _whole_log(store)
+    assert [n for *_, n in await _read_model(store, table)] == [1, 2]
+    assert await store.load_checkpoints([NAME]) == {NAME: log[1].log_position}
 
 
 async def _until_waiting_for_a_lock(store: SqlAlchemyEventStore, pid: int) -> None:
@@ -359,9 +428,14 @@ class _Spied:
     def name(self) -> str:
         return self._lease.name
 
-    async def guard(self, session: EventStoreSession, checkpoint: LogPosition) -> None:
+    async def guard(
+        self,
+        session: EventStoreSession,
+        checkpoint: LogPosition,
+        advance_to: LogPosition | None = None,
+    ) -> bool:
         await self._leases.before_guard(checkpoint)
-        await self._lease.guard(session, checkpoint)
+        return await self._lease.guard(session, checkpoint, advance_to)
 
 
 async def test_a_worker_resumes_from_where_another_worker_moved_the_checkpoint(

@@ -91,30 +91,38 @@ async def test_workers_on_one_store_share_its_leases(memory_store: InMemoryEvent
 
 
 class _Spy:
-    """In-process leases that record the checkpoint each batch is guarded with."""
+    """In-process leases that record the checkpoint each batch is guarded with, and
+    where the batch ends (`advance_to`)."""
 
     def __init__(self) -> None:
         self._inner = InProcessLeases()
         self.guarded: list[LogPosition] = []
+        self.ends: list[LogPosition | None] = []
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[ProjectionLease | None]:
         async with self._inner.hold(name) as lease:
-            yield None if lease is None else _SpiedLease(lease, self.guarded)
+            yield None if lease is None else _SpiedLease(lease, self)
 
 
 class _SpiedLease:
-    def __init__(self, lease: ProjectionLease, guarded: list[LogPosition]) -> None:
+    def __init__(self, lease: ProjectionLease, spy: _Spy) -> None:
         self._lease = lease
-        self._guarded = guarded
+        self._spy = spy
 
     @property
     def name(self) -> str:
         return self._lease.name
 
-    async def guard(self, session: EventStoreSession, checkpoint: LogPosition) -> None:
-        self._guarded.append(checkpoint)
-        await self._lease.guard(session, checkpoint)
+    async def guard(
+        self,
+        session: EventStoreSession,
+        checkpoint: LogPosition,
+        advance_to: LogPosition | None = None,
+    ) -> bool:
+        self._spy.guarded.append(checkpoint)
+        self._spy.ends.append(advance_to)
+        return await self._lease.guard(session, checkpoint, advance_to)
 
 
 async def test_each_batch_is_guarded_with_the_checkpoint_before_it(
@@ -126,6 +134,9 @@ async def test_each_batch_is_guarded_with_the_checkpoint_before_it(
     assert await worker.catch_up() == 5
     positions = [r.log_position for r in await memory_store.read_log()]
     assert spy.guarded == [LogPosition(), positions[1], positions[3]]
+    assert spy.ends == [positions[1], positions[3], positions[4]]
+    # In-process leases leave the checkpoint to the worker, which saved it.
+    assert await memory_store.load_checkpoints([Counter.key]) == {Counter.key: positions[4]}
     await _count(memory_store, range(5, 6))
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:

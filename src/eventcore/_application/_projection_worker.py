@@ -269,10 +269,12 @@ class ProjectionWorker:
         finally:
             del self._held[projector.key]
 
-    async def _guard(self, projector: Projector, session: EventStoreSession) -> None:
+    async def _guard(
+        self, projector: Projector, session: EventStoreSession, end: LogPosition
+    ) -> bool:
+        """Fence the batch ending at `end`; say whether the lease moved the checkpoint."""
         held = self._held.get(projector.key)
-        if held is not None:
-            await held.lease.guard(session, held.checkpoint)
+        return held is not None and await held.lease.guard(session, held.checkpoint, end)
 
     async def _wait_for_holder(self, projector: Projector) -> None:
         head = await self._store.log_head()
@@ -322,8 +324,10 @@ class ProjectionWorker:
         collect: bool = False,
     ) -> None:
         rows = PendingRows() if collect else None
+        end = batch[-1].log_position
         async with self._store.session() as session:
-            await self._guard(projector, session)  # before any write: fails if superseded
+            # Before any write: fails if superseded (on PostgreSQL, moves the checkpoint).
+            saved = await self._guard(projector, session, end)
             attempts = self._retries + 1
             parking = await Parking.start(projector, session, batch, poisoned or {}, attempts)
             for recorded in batch:
@@ -339,10 +343,11 @@ class ProjectionWorker:
                     await rows.flush(ProjectionContext(batch[-1], session).connection)
                 except Exception as error:  # which event's row failed is found on retry
                     raise _EventFailed(batch[-1], error) from error
-            await session.save_checkpoint(projector.key, batch[-1].log_position)
+            if not saved:
+                await session.save_checkpoint(projector.key, end)
             await session.commit([])
         if (held := self._held.get(projector.key)) is not None:
-            held.checkpoint = batch[-1].log_position
+            held.checkpoint = end
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from sqlalchemy import Table
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from eventcore._application._bulk_insert import insert_many
 from eventcore._domain._events import DomainEvent, EventRegistry, default_registry
 from eventcore._domain._handlers import cached_handlers, stored_names
 from eventcore._domain._metadata import RecordedEvent
@@ -57,11 +58,15 @@ class ProjectionContext:
     async def insert(self, table: Table, row: Mapping[str, Any]) -> None:
         """Insert `row` into `table`, possibly together with the batch's other rows.
 
-        A worker collects the rows of a batch and writes them in one statement per
-        table before the checkpoint (much faster than a statement per event); if that
+        A worker collects the rows of a batch and writes them in one `executemany` per
+        table at the end of the batch (much faster than a statement per event); if that
         fails, it retries the batch writing each row at once, so the failing event is
         known. Use it for rows that no later handler of the same batch reads or
         updates; write those on `connection` directly.
+
+        On PostgreSQL the statement goes straight to asyncpg when SQLAlchemy would not
+        change the values (no JSON, Enum, Boolean or other processed column types, no
+        Python-side defaults left to fill in), so SQLAlchemy's events do not see it.
         """
         if self._rows is None:
             await self.connection.execute(sa_insert(table), [dict(row)])
@@ -98,7 +103,7 @@ class PendingRows:
         """Insert every kept row on `connection`, one executemany per table."""
         rows, self._rows = self._rows, {}
         for table, values in rows.items():
-            await connection.execute(sa_insert(table), values)
+            await insert_many(connection, table, values)
 
 
 def _key(cls: type[Projector]) -> str:

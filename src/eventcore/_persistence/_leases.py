@@ -29,7 +29,12 @@ class ProjectionLease(Protocol):
         """The projector's name."""
         ...
 
-    async def guard(self, session: EventStoreSession, checkpoint: LogPosition) -> None:
+    async def guard(
+        self,
+        session: EventStoreSession,
+        checkpoint: LogPosition,
+        advance_to: LogPosition | None = None,
+    ) -> bool:
         """Make sure a batch may be applied in `session`, before it writes anything.
 
         Called first in each batch's transaction, with the checkpoint the holder
@@ -37,6 +42,11 @@ class ProjectionLease(Protocol):
         the batch must be rolled back) when the lease is no longer held, or when the
         stored checkpoint is not `checkpoint` (someone else moved it). So a holder that
         lost its lease without noticing fails its batch instead of applying it twice.
+
+        A worker passes `advance_to`, the batch's last position: a lease may then move
+        the stored checkpoint there in the same step (in `session`'s transaction, so
+        only if the batch commits) and return `True`. It returns `False` when it did
+        not, and the caller saves the checkpoint itself before committing.
         """
         ...
 
@@ -96,9 +106,15 @@ class _InProcessLease:
     def name(self) -> str:
         return self._name
 
-    async def guard(self, session: EventStoreSession, checkpoint: LogPosition) -> None:
+    async def guard(
+        self,
+        session: EventStoreSession,
+        checkpoint: LogPosition,
+        advance_to: LogPosition | None = None,
+    ) -> bool:
         if self.released:
             raise LeaseLostError(f"the lease on projector {self._name!r} was released")
+        return False
 
 
 _shared: WeakKeyDictionary[EventStore, InProcessLeases] = WeakKeyDictionary()

@@ -20,8 +20,17 @@ class SqlAlchemyCheckpoints:
 
     def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
         self._engine = engine
-        self._table = tables.checkpoints
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._table = t = tables.checkpoints
+        insert = (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(t)
+        # Built once: SQLAlchemy then finds it compiled in its cache at every save.
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=[t.c.name],
+            set_={
+                "transaction_id": insert.excluded.transaction_id,
+                "global_position": insert.excluded.global_position,
+                "updated_at": func.now(),
+            },
+        )
 
     async def load(self, name: str) -> LogPosition:
         """The checkpoint of `name` (the start of the log if it has none)."""
@@ -42,23 +51,13 @@ class SqlAlchemyCheckpoints:
 
     async def save(self, conn: AsyncConnection, name: str, position: LogPosition) -> None:
         """Store `name`'s checkpoint on `conn`, inside the caller's transaction."""
-        t = self._table
         values = {
             "name": name,
             "transaction_id": position.transaction_id,
             "global_position": position.global_position,
         }
-        statement = self._insert(t).values(values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[t.c.name],
-            set_={
-                "transaction_id": statement.excluded.transaction_id,
-                "global_position": statement.excluded.global_position,
-                "updated_at": func.now(),
-            },
-        )
         try:
-            await conn.execute(statement)
+            await conn.execute(self._upsert, values)
         except SQLAlchemyError as error:
             raise _error(f"cannot save the checkpoint of {name!r}", error) from error
 

@@ -6,10 +6,8 @@ ends, including when its process is killed (the server sees the connection close
 another worker's next attempt takes the lease over. The connection is checked every
 `check_interval` seconds; when it fails, the holder's block is cancelled.
 
-A lease alone cannot stop a holder that lost it without noticing yet from writing. So
-each batch first locks the projector's checkpoint row (`SELECT ... FOR UPDATE`) and
-checks that it is where the holder left it and that the lock is still held: a stale
-holder's batch fails, and two batches of one projector never overlap.
+Each batch is fenced against a holder that lost its lease without noticing yet: see
+`_lease_fence`.
 """
 
 from __future__ import annotations
@@ -18,20 +16,16 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import anyio
-from sqlalchemy import TextClause, text
 from sqlalchemy.engine.interfaces import PoolProxiedConnection
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from eventcore._domain._metadata import LogPosition
-from eventcore._exceptions import LeaseLostError, ProjectionError, StoreConnectionError
+from eventcore._exceptions import LeaseLostError, StoreConnectionError
 from eventcore._persistence._leases import ProjectionLease
-from eventcore._persistence._store import EventStoreSession
-from eventcore._sqlalchemy._checkpoints import _error as checkpoint_error
+from eventcore._sqlalchemy._lease_fence import FenceSql, PostgresLease
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 if TYPE_CHECKING:
@@ -86,17 +80,7 @@ class PostgresLeases:
         self._tables = tables
         self._check_interval = check_interval
         self._check_timeout = check_timeout
-        checkpoints = tables.qualified(tables.checkpoints)
-        self._claim = text(
-            f"INSERT INTO {checkpoints} (name, transaction_id, global_position) "
-            "VALUES (:name, 0, 0) ON CONFLICT (name) DO NOTHING"
-        )
-        self._lock = text(
-            f"SELECT c.transaction_id, c.global_position, EXISTS (SELECT FROM pg_locks l "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.pid = :pid "
-            "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid) "
-            f"AND l.objsubid = 1) FROM {checkpoints} c WHERE c.name = :name FOR UPDATE OF c"
-        )
+        self._fence = FenceSql.for_tables(tables)
 
     def key(self, name: str) -> int:
         """The advisory lock key of projector `name` (see `pg_locks`)."""
@@ -121,7 +105,7 @@ class PostgresLeases:
                 await greenlet_spawn(pooled.close)
             yield None
             return
-        lease = _PostgresLease(name, key, conn.get_server_pid(), self._claim, self._lock)
+        lease = PostgresLease(name, key, conn.get_server_pid(), self._fence)
         try:
             async with self._watched(lease, conn):
                 yield lease
@@ -135,9 +119,7 @@ class PostgresLeases:
             raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
 
     @asynccontextmanager
-    async def _watched(
-        self, lease: _PostgresLease, conn: asyncpg.Connection
-    ) -> AsyncIterator[None]:
+    async def _watched(self, lease: PostgresLease, conn: asyncpg.Connection) -> AsyncIterator[None]:
         """Run the block while checking the lease; cancel it if the lease is lost."""
         failure: Exception | None = None
         interrupted = False
@@ -158,7 +140,7 @@ class PostgresLeases:
             raise LeaseLostError(f"lost the lease on projector {lease.name!r}: {lease.lost}")
 
     async def _watch(
-        self, lease: _PostgresLease, conn: asyncpg.Connection, scope: anyio.CancelScope
+        self, lease: PostgresLease, conn: asyncpg.Connection, scope: anyio.CancelScope
     ) -> None:
         while True:
             await anyio.sleep(self._check_interval)
@@ -172,7 +154,7 @@ class PostgresLeases:
                 return
 
     async def _release(
-        self, lease: _PostgresLease, pooled: PoolProxiedConnection, conn: asyncpg.Connection
+        self, lease: PostgresLease, pooled: PoolProxiedConnection, conn: asyncpg.Connection
     ) -> None:
         # Shielded: a cancelled holder must still unlock, or close the session (which
         # unlocks too); a connection still holding the lock never goes back to the pool.
@@ -187,47 +169,3 @@ class PostgresLeases:
                 except Exception as error:
                     _log.warning("projector %s: unlock failed: %r", lease.name, error)
             await greenlet_spawn(pooled.close if healthy else pooled.invalidate)
-
-
-class _PostgresLease:
-    def __init__(self, name: str, key: int, pid: int, claim: TextClause, lock: TextClause) -> None:
-        self._name = name
-        self.key = key
-        self.pid = pid
-        self._claim = claim
-        self._lock = lock
-        self.lost = ""  # why it was lost, once it is
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def guard(self, session: EventStoreSession, checkpoint: LogPosition) -> None:
-        """Lock the checkpoint row; check it is at `checkpoint` and the lease still held."""
-        if self.lost:
-            raise LeaseLostError(f"lost the lease on projector {self._name!r}: {self.lost}")
-        connection: Any = getattr(session, "connection", None)
-        if not isinstance(connection, AsyncConnection):
-            raise ProjectionError("PostgreSQL leases need a SqlAlchemyEventStore session")
-        params = {
-            "name": self._name,
-            "pid": self.pid,
-            "high": (self.key >> 32) & 0xFFFFFFFF,
-            "low": self.key & 0xFFFFFFFF,
-        }
-        try:
-            if checkpoint == LogPosition():
-                await connection.execute(self._claim, {"name": self._name})
-            row = (await connection.execute(self._lock, params)).first()
-        except SQLAlchemyError as error:
-            raise checkpoint_error(
-                f"cannot lock the checkpoint of {self._name!r}", error
-            ) from error
-        stored = None if row is None else LogPosition(row[0], row[1])
-        if stored != checkpoint:
-            raise LeaseLostError(
-                f"the checkpoint of projector {self._name!r} is {stored}, not {checkpoint}: "
-                "another worker (or a reset) moved it"
-            )
-        if row is None or not row[2]:
-            raise LeaseLostError(f"this process no longer holds the lease on {self._name!r}")
