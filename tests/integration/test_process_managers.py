@@ -324,6 +324,25 @@ async def test_a_registration_starts_a_process_that_schedules_its_payment_deadli
     assert await worker(any_store).catch_up() == 0  # nothing new: nothing happens again
 
 
+async def test_status_shows_what_a_manager_has_not_processed_yet(any_store: EventStore) -> None:
+    pm = worker(any_store)
+    [idle] = await pm.status()
+    assert (idle.name, idle.pending, idle.lag_seconds) == (CHECKPOINT, False, 0.0)
+
+    await register(any_store, "cs101", "ada")
+    with anyio.fail_after(PATIENCE):  # until the append is readable in the log
+        while not (await pm.status())[0].pending:
+            await anyio.sleep(0.01)
+    [behind] = await pm.status()
+    assert behind.checkpoint == LogPosition()
+    assert behind.head >= 1
+
+    await pm.catch_up()
+    [caught_up] = await pm.status()
+    assert (caught_up.pending, caught_up.lag_seconds) == (False, 0.0)
+    assert caught_up.checkpoint > LogPosition()
+
+
 async def test_a_payment_in_time_completes_the_registration_and_cancels_the_deadline(
     any_store: EventStore,
 ) -> None:

@@ -11,6 +11,7 @@ import anyio
 
 from eventcore._application._following import follow_under_lease, single_failure
 from eventcore._application._process_manager import ProcessBatch, ProcessContext, ProcessManager
+from eventcore._application._projection_worker import ProjectionStatus, checkpoint_status
 from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
 from eventcore._domain._metadata import LogPosition, RecordedEvent, caused_by
@@ -83,6 +84,18 @@ class ProcessManagerWorker:
     def checkpoint_name(manager: type[ProcessManager]) -> str:
         """The name of `manager`'s checkpoint (and lease): `"process:{name}"`."""
         return f"process:{manager.name}"
+
+    async def status(self) -> list[ProjectionStatus]:
+        """The checkpoint and lag of each manager (named by its checkpoint, `process:{name}`).
+
+        Lag is the age of the oldest event a manager reacts to that it has not
+        processed yet: the figure to alert on.
+        """
+        head = await self._store.log_head()
+        return [
+            await checkpoint_status(self._store, self.checkpoint_name(m), m.event_types(), head)
+            for m in self.managers
+        ]
 
     async def run(self) -> None:
         """Follow the log with every manager, and fire deadlines, until cancelled.
@@ -188,16 +201,19 @@ class ProcessManagerWorker:
         """Run the batch's reactions, and commit them with the checkpoint, atomically."""
         name = self.checkpoint_name(manager)
         held = self._held.get(name)
+        end = batch[-1].log_position
         async with UnitOfWork(self._store) as uow:
+            saved = False
             if held is not None:  # before any write: fails if another worker took over
-                await held.lease.guard(uow.session, held.checkpoint)
+                saved = await held.lease.guard(uow.session, held.checkpoint, end)
             work = ProcessBatch(self._store, uow)
             for recorded in batch:
                 await _react(manager, work, recorded)
-            await uow.session.save_checkpoint(name, batch[-1].log_position)
+            if not saved:
+                await uow.session.save_checkpoint(name, end)
             await uow.commit()
         if held is not None:
-            held.checkpoint = batch[-1].log_position
+            held.checkpoint = end
 
 
 async def _react(

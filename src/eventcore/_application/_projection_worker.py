@@ -134,7 +134,10 @@ class ProjectionWorker:
     async def status(self) -> list[ProjectionStatus]:
         """The checkpoint and lag of each projector."""
         head = await self._store.log_head()
-        return [await _status(self._store, p, head) for p in self.projectors]
+        return [
+            await checkpoint_status(self._store, p.key, p.event_types(), head)
+            for p in self.projectors
+        ]
 
     async def rebuild(
         self,
@@ -429,8 +432,11 @@ async def _readable(store: EventStore, position: LogPosition | int) -> LogPositi
     return position
 
 
-async def _status(store: EventStore, projector: Projector, head: int) -> ProjectionStatus:
-    checkpoint = (await store.load_checkpoints([projector.key])).get(projector.key, LogPosition())
-    waiting = await store.read_log(checkpoint, limit=1, event_types=projector.event_types())
+async def checkpoint_status(
+    store: EventStore, key: str, event_types: list[str], head: int
+) -> ProjectionStatus:
+    """Where the follower of the log with checkpoint `key`, reading `event_types`, stands."""
+    checkpoint = (await store.load_checkpoints([key])).get(key, LogPosition())
+    waiting = await store.read_log(checkpoint, limit=1, event_types=event_types)
     lag = (datetime.now(UTC) - waiting[0].recorded_at).total_seconds() if waiting else 0.0
-    return ProjectionStatus(projector.key, checkpoint, head, bool(waiting), max(lag, 0.0))
+    return ProjectionStatus(key, checkpoint, head, bool(waiting), max(lag, 0.0))
