@@ -104,7 +104,8 @@ from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_leases import PostgresLeases
 from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
 from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
-from eventcore._sqlalchemy._store import SqlAlchemyEventStore, SqlAlchemySession
+from eventcore._sqlalchemy._store import SqlAlchemyEventStore
+from eventcore._sqlalchemy._store_session import SqlAlchemySession
 
 __version__ = "0.1.0"
 
