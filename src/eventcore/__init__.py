@@ -16,11 +16,8 @@ from __future__ import annotations
 from eventcore._application._consumer import Consumer, ConsumerContext, ConsumerWorker, handles
 from eventcore._application._process_manager import ProcessContext, ProcessManager, reacts
 from eventcore._application._process_worker import ProcessManagerWorker
-from eventcore._application._projection_worker import (
-    ProjectionStatus,
-    ProjectionWorker,
-    wait_for_projection,
-)
+from eventcore._application._projection_status import ProjectionStatus, wait_for_projection
+from eventcore._application._projection_worker import ProjectionWorker
 from eventcore._application._projector import OnFailure, ProjectionContext, Projector, projects
 from eventcore._application._rebuild import RebuildProgress, active_version
 from eventcore._application._relay import OutboxRelay, RelayMetrics

@@ -11,7 +11,11 @@ import anyio
 
 from eventcore._application._following import follow_under_lease, single_failure
 from eventcore._application._process_manager import ProcessBatch, ProcessContext, ProcessManager
-from eventcore._application._projection_worker import ProjectionStatus, checkpoint_status
+from eventcore._application._projection_status import (
+    ProjectionStatus,
+    checkpoint_status,
+    readable,
+)
 from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
 from eventcore._domain._metadata import LogPosition, RecordedEvent, caused_by
@@ -240,16 +244,11 @@ def _check(manager: object) -> None:
 
 async def _readable(store: EventStore, head: int, timeout: float = 60.0) -> None:
     """Wait until the log is readable up to `head` (no older transaction still open)."""
-    position = await store.log_position_of(head) if head else None
-    if position is None:
+    if not head:
         return
-    before = LogPosition(position.transaction_id, position.global_position - 1)
-    delay = 0.005
     try:
         with anyio.fail_after(timeout):
-            while not await store.read_log(before, limit=1):
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.1)
+            await readable(store, head)
     except TimeoutError:
         raise CatchUpTimeoutError(
             f"the log did not become readable up to position {head} within {timeout} s "

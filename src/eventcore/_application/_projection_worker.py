@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import anyio
 
@@ -18,32 +17,23 @@ from eventcore._application._dead_letters import (
     replay_dead_letters,
 )
 from eventcore._application._following import follow_under_lease, single_failure
+from eventcore._application._projection_status import (
+    ProjectionStatus,
+    checkpoint_status,
+    readable,
+    wait_for_projection,
+)
 from eventcore._application._projector import PendingRows, ProjectionContext, Projector
 from eventcore._application._rebuild import Progress, RebuildProgress, check_rebuildable
 from eventcore._application._subscription import Subscription
 from eventcore._domain._metadata import LogPosition, RecordedEvent
-from eventcore._exceptions import CatchUpTimeoutError, ProjectionError
+from eventcore._exceptions import ProjectionError
 from eventcore._persistence._leases import ProjectionLease, ProjectionLeases, leases_for
 from eventcore._persistence._store import EventStore, EventStoreSession
 
-__all__ = ["ProjectionStatus", "ProjectionWorker", "wait_for_projection"]
+__all__ = ["ProjectionWorker"]
 
 _log = logging.getLogger("eventcore.projections")
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionStatus:
-    """Where a projection stands: its checkpoint, and how far behind the log it is."""
-
-    name: str
-    """The projector's [`key`][eventcore.Projector.key]: its name (`name@vN` after version 1)."""
-    checkpoint: LogPosition
-    head: int
-    """The highest global position committed in the store."""
-    pending: bool
-    """Whether events the projection handles are readable but not processed yet."""
-    lag_seconds: float
-    """Age of the oldest readable event not yet processed (0 when caught up)."""
 
 
 class ProjectionWorker:
@@ -168,7 +158,7 @@ class ProjectionWorker:
         """
         await check_rebuildable(self._store, projector)
         head = await self._store.log_head()
-        target = await _readable(self._store, head) if head else LogPosition()
+        target = await readable(self._store, head) if head else LogPosition()
         report = Progress(progress, head)
         while True:
             async with self._leases.hold(projector.key) as lease:
@@ -381,62 +371,3 @@ def _parking(projector: Projector, failure: _EventFailed) -> str:
     _log.error("projector %s parks %s of stream %r version %d: %r", projector.key,
                r.event_type, r.stream_id, r.version, failure.cause)  # fmt: skip
     return describe(failure.cause)
-
-
-async def wait_for_projection(
-    store: EventStore,
-    projector: Projector | type[Projector],
-    position: LogPosition | int,
-    *,
-    timeout: float = 10.0,
-) -> None:
-    """Wait until `projector` has processed every event it handles up to `position`.
-
-    `position` is a [`LogPosition`][eventcore.LogPosition] or a global position (as in
-    an `AppendResult`): read-your-writes for an API that just appended. Raises
-    [`CatchUpTimeoutError`][eventcore.CatchUpTimeoutError] after `timeout` seconds.
-    """
-    types = projector.event_types()
-    delay = 0.005
-    try:
-        with anyio.fail_after(timeout):
-            target = await _readable(store, position)
-            while True:
-                done = (await store.load_checkpoints([projector.key])).get(projector.key)
-                after = done or LogPosition()
-                if after >= target:
-                    return
-                waiting = await store.read_log(after, limit=1, event_types=types)
-                if not waiting or waiting[0].log_position > target:
-                    return  # nothing it handles is left at or before the target
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.1)
-    except TimeoutError:
-        raise CatchUpTimeoutError(
-            f"projection {projector.key!r} did not reach {position} within {timeout} s"
-        ) from None
-
-
-async def _readable(store: EventStore, position: LogPosition | int) -> LogPosition:
-    """Wait until the log is readable up to `position` (no older transaction still open)."""
-    if isinstance(position, int):
-        found = await store.log_position_of(position)
-        if found is None:
-            raise ProjectionError(f"no event at global position {position}")
-        position = found
-    before = LogPosition(position.transaction_id, position.global_position - 1)
-    delay = 0.005
-    while not await store.read_log(before, limit=1):
-        await anyio.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    return position
-
-
-async def checkpoint_status(
-    store: EventStore, key: str, event_types: list[str], head: int
-) -> ProjectionStatus:
-    """Where the follower of the log with checkpoint `key`, reading `event_types`, stands."""
-    checkpoint = (await store.load_checkpoints([key])).get(key, LogPosition())
-    waiting = await store.read_log(checkpoint, limit=1, event_types=event_types)
-    lag = (datetime.now(UTC) - waiting[0].recorded_at).total_seconds() if waiting else 0.0
-    return ProjectionStatus(key, checkpoint, head, bool(waiting), max(lag, 0.0))
