@@ -5,12 +5,16 @@ Shared plumbing, not a context: every context makes its engine here, and owns it
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import Self
+
+import anyio
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventcore import postgres_engine, sqlite_engine
+from eventcore import SqlAlchemyEventStore, postgres_engine, sqlite_engine
 
-__all__ = ["engine_for"]
+__all__ = ["ContextServices", "engine_for"]
 
 
 def engine_for(database_url: str) -> AsyncEngine:
@@ -26,3 +30,32 @@ def engine_for(database_url: str) -> AsyncEngine:
     if backend == "postgresql":
         return postgres_engine(database_url)
     raise ValueError(f"unsupported database {backend!r}: use a sqlite or postgresql URL")
+
+
+class ContextServices:
+    """What a context's `bootstrap()` returns: its store, closed with the context.
+
+    An async context manager; `aclose()` disposes of the engine if `bootstrap()`
+    created it (even when the closing task is being cancelled).
+    """
+
+    def __init__(self, store: SqlAlchemyEventStore, *, owns_engine: bool) -> None:
+        self.store = store
+        self._owns_engine = owns_engine
+
+    async def aclose(self) -> None:
+        """Dispose of the engine if `bootstrap()` created it (even when cancelled)."""
+        if self._owns_engine:
+            with anyio.CancelScope(shield=True):
+                await self.store.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -7,14 +7,10 @@ consumer is the caller's choice of broker: `records.worker(source)`.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
-import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventcore import ConsumerWorker, MessageSource, SqlAlchemyEventStore
-from university.database import engine_for
+from university.database import ContextServices, engine_for
 from university.messaging import Subscription
 from university.records.application.enrolments import EnrolmentsConsumer
 from university.records.domain.enrolment import Enrolment
@@ -55,7 +51,7 @@ async def bootstrap(
     return records
 
 
-class Records:
+class Records(ContextServices):
     """The records context, wired: its consumer, the enrolments it keeps, and queries.
 
     Use it as an async context manager (or call `aclose()`) to release an engine that
@@ -68,10 +64,9 @@ class Records:
     def __init__(
         self, store: SqlAlchemyEventStore, enrolments: EnrolmentTable, *, owns_engine: bool
     ) -> None:
-        self.store = store
+        super().__init__(store, owns_engine=owns_engine)
         self.enrolments = enrolments
         self.consumer = EnrolmentsConsumer(enrolments)
-        self._owns_engine = owns_engine
 
     def worker(self, source: MessageSource, *, retry_delay: float = 1.0) -> ConsumerWorker:
         """A `ConsumerWorker` feeding the consumer from `source`, through the inbox."""
@@ -84,20 +79,3 @@ class Records:
     async def enrolments_of(self, student_id: str) -> list[Enrolment]:
         """Every section `student_id` enrolled in (withdrawn ones too), by section id."""
         return await self.enrolments.enrolments_of(student_id)
-
-    async def aclose(self) -> None:
-        """Dispose of the engine if `bootstrap()` created it (even when cancelled)."""
-        if self._owns_engine:
-            with anyio.CancelScope(shield=True):
-                await self.store.engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

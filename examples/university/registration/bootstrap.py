@@ -9,13 +9,10 @@ outbox in the same transaction; `Registration.relay()` makes the relay that publ
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
-import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventcore import OutboxRelay, Publisher, RecordedEvent, SqlAlchemyEventStore, UnitOfWork
+from university.database import ContextServices
 from university.registration.application import handlers, queries
 from university.registration.application.commands import DropStudent, OpenSection, RegisterStudent
 from university.registration.application.publishing import RegistrationContract
@@ -58,7 +55,7 @@ async def bootstrap(
     return registration
 
 
-class Registration:
+class Registration(ContextServices):
     """The registration context, wired: command handlers and queries on one store.
 
     Every command's events and the integration events they translate to commit in one
@@ -70,10 +67,9 @@ class Registration:
     """The topics the context publishes its contracts to."""
 
     def __init__(self, store: SqlAlchemyEventStore, *, attempts: int, owns_engine: bool) -> None:
-        self.store = store
+        super().__init__(store, owns_engine=owns_engine)
         self.attempts = attempts
         self.contract = RegistrationContract()
-        self._owns_engine = owns_engine
 
     def new_unit_of_work(self) -> UnitOfWork:
         """A fresh unit of work on the context's store, publishing through its outbox."""
@@ -107,20 +103,3 @@ class Registration:
     async def history(self, section_id: str) -> list[RecordedEvent]:
         """Every event of the section, oldest first, with its metadata."""
         return await queries.section_history(self.store, section_id)
-
-    async def aclose(self) -> None:
-        """Dispose of the engine if `bootstrap()` created it (even when cancelled)."""
-        if self._owns_engine:
-            with anyio.CancelScope(shield=True):
-                await self.store.engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
