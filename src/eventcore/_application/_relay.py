@@ -27,6 +27,7 @@ _log = logging.getLogger("eventcore.outbox")
 # Other processes' commits wake a relay through NOTIFYs that stores send at most every
 # 20 ms, so a commit right after one may send none: look again this soon after being busy.
 _FOLLOW_UP = 0.05
+_SETTLE_TIMEOUT = 10.0
 
 
 class _OutboxStore(Protocol):
@@ -219,7 +220,10 @@ class OutboxRelay:
             for e in batch
             if e.message.message_id in failures
         ]
-        await self._outbox.settle(self.relay_id, Settlement(sent, failed))
+        # Shielded: a relay cancelled between the broker's confirms and this update would
+        # publish the batch again when it restarts (bounded, should the database hang).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT):
+            await self._outbox.settle(self.relay_id, Settlement(sent, failed))
         self._count(len(sent), failed)
 
     async def _wait_for_broker(self, error: Exception, count: int) -> None:

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 
+import anyio
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
@@ -245,7 +246,8 @@ class NatsSource:
         try:
             yield deliveries
         finally:
-            await deliveries.release()
+            with anyio.move_on_after(self._connect_timeout, shield=True):
+                await deliveries.release()
             await self._close(link)
 
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
@@ -278,7 +280,10 @@ class NatsSource:
         deliveries = self._links.pop(link, None)
         if deliveries is not None:
             deliveries.stopped = True
-        await close_quietly(link.client, self._connect_timeout)
+        # Shielded (close_quietly is bounded): consumers are stopped by cancelling them,
+        # and an interrupted close would leak the connection's socket and tasks.
+        with anyio.CancelScope(shield=True):
+            await close_quietly(link.client, self._connect_timeout)
 
     async def close(self) -> None:
         """Close the open `deliveries()` connections, ending their iterations
