@@ -8,6 +8,7 @@ a conflict; retried, it runs in a new (younger) transaction.
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from sqlalchemy import text
 
@@ -30,8 +31,20 @@ class Noted(DomainEvent, type_name="test_stream_order_in_log.Noted"):
     text: str
 
 
-async def _versions_in_log_order(store: SqlAlchemyEventStore, stream_id: str) -> list[int]:
-    return [r.version for r in await store.read_log() if r.stream_id == stream_id]
+async def _versions_in_log_order(
+    store: SqlAlchemyEventStore, stream_id: str, count: int = 2
+) -> list[int]:
+    """The stream's versions in log order, once `count` of them are readable.
+
+    The log shows only what lies below the oldest transaction still open on the whole
+    server (another program's included), so wait for it to pass the appends.
+    """
+    with anyio.fail_after(60):
+        while True:
+            versions = [r.version for r in await store.read_log() if r.stream_id == stream_id]
+            if len(versions) >= count:
+                return versions
+            await anyio.sleep(0.01)
 
 
 async def test_an_older_transaction_cannot_append_after_a_younger_one(
