@@ -6,8 +6,10 @@ python benchmarks/run.py [--quick] [--only NAME,...] [--json PATH]
 
 The server comes from `EVENTCORE_BENCH_POSTGRES_URL` (default
 `postgresql+asyncpg://postgres@127.0.0.1:5432/test`). Both sides work in throwaway schemas
-that are dropped afterwards. A missed target is reported, never an error exit.
-See docs/benchmarks.md.
+that are dropped afterwards. The outbox relay scenarios also publish to RabbitMQ
+(`EVENTCORE_BENCH_RABBITMQ_URL`) and NATS (`EVENTCORE_BENCH_NATS_URL`), against a raw
+client loop; they are skipped when their broker cannot be reached. A missed target is
+reported, never an error exit. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import _projection_scenarios  # noqa: F401  (registers the projection scenarios)
+import _relay_scenarios  # noqa: F401  (registers the outbox relay scenarios)
 from _harness import Outcome, open_bench
 from _scenarios import SCENARIOS, warm_up
 

@@ -8,7 +8,19 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -55,7 +67,20 @@ class SqlAlchemyOutbox:
             t.c.sent_at,
             t.c.dead_at,
         )
+        self._postgres = engine.dialect.name == "postgresql"
         self._candidates, self._queued = self._claim_statements()
+        positions = self._among(t.c.position, "positions")
+        self._mark_claimed = (
+            update(t)
+            .where(positions)
+            .values(claimed_by=bindparam("me"), claimed_until=bindparam("until"))
+            .returning(*self._columns)
+        )
+        self._mark_sent = (
+            update(t)
+            .where(positions)
+            .values(sent_at=bindparam("now"), claimed_by=None, claimed_until=None)
+        )
 
     async def write(self, conn: AsyncConnection, messages: Sequence[Message]) -> None:
         """Insert `messages` in the caller's transaction (the unit of work's)."""
@@ -125,7 +150,6 @@ class SqlAlchemyOutbox:
         """
         if not lanes:
             return []
-        t = self._t
         now = datetime.now(UTC)
         async with self._begin("cannot claim outbox messages") as conn:
             params = {"me": relay_id, "now": now, "lanes": list(lanes), "limit": limit}
@@ -138,13 +162,8 @@ class SqlAlchemyOutbox:
             chosen = _in_order({p for p, _ in candidates}, queue.all())
             if not chosen:
                 return []
-            statement = (
-                update(t)
-                .where(t.c.position.in_(chosen))
-                .values(claimed_by=relay_id, claimed_until=now + visibility)
-                .returning(*self._columns)
-            )
-            rows = (await conn.execute(statement)).all()
+            params = {"positions": chosen, "me": relay_id, "until": now + visibility}
+            rows = (await conn.execute(self._mark_claimed, params)).all()
         return sorted((_entry(row) for row in rows), key=lambda e: e.position)
 
     async def settle(self, relay_id: str, settlement: Settlement) -> None:
@@ -153,11 +172,8 @@ class SqlAlchemyOutbox:
         now = datetime.now(UTC)
         async with self._begin("cannot settle outbox messages") as conn:
             if settlement.sent:
-                await conn.execute(
-                    update(t)
-                    .where(t.c.position.in_(list(settlement.sent)))
-                    .values(sent_at=now, claimed_by=None, claimed_until=None)
-                )
+                sent = {"positions": list(settlement.sent), "now": now}
+                await conn.execute(self._mark_sent, sent)
             if settlement.failed:
                 await conn.execute(
                     update(t)
@@ -276,7 +292,7 @@ class SqlAlchemyOutbox:
             select(t.c.position, t.c.partition_key)
             .where(
                 *pending,
-                t.c.lane.in_(bindparam("lanes", expanding=True)),
+                self._among(t.c.lane, "lanes"),
                 t.c.available_at <= now,
                 or_(
                     t.c.claimed_until.is_(None),
@@ -292,12 +308,19 @@ class SqlAlchemyOutbox:
             select(t.c.position, t.c.partition_key)
             .where(
                 *pending,
-                t.c.partition_key.in_(bindparam("keys", expanding=True)),
+                self._among(t.c.partition_key, "keys"),
                 t.c.position <= bindparam("last"),
             )
             .order_by(t.c.position)
         )
         return candidates, queued
+
+    def _among(self, column: Any, name: str) -> ColumnElement[bool]:
+        """`column IN (:name)`. On PostgreSQL one array parameter (`= ANY`): an expanding
+        IN would render hundreds of parameters into the statement at every execution."""
+        if self._postgres:
+            return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+        return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
     async def _heartbeat(
         self, conn: AsyncConnection, relay_id: str, now: datetime, until: datetime
