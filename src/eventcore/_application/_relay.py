@@ -179,17 +179,19 @@ class OutboxRelay:
         return self._counts["published"] - before
 
     async def _step(self) -> int:
-        """One batch: claim, publish, settle. Returns how many were handled (0: idle)."""
+        """Claim and publish batches while there are any; returns how many messages were
+        handled (0: idle). Each next batch is claimed while the current one is being
+        published, and published only after it."""
         try:
             await self._renew_lanes()
             await self._clean_up()
-            batch = await self._outbox.claim(
-                self.relay_id, self._lanes, self._batch_size, self._lease
-            )
-            if not batch:
-                return 0
-            await self._publish(batch)
-            return len(batch)
+            batch = await self._claim()
+            handled = 0
+            while batch:
+                handled += len(batch)
+                batch = await self._publish_while_claiming(batch)
+                await self._renew_lanes()
+            return handled
         except StoreError as error:
             # The database is unavailable: claimed messages stay claimed until their
             # visibility ends, then go out again (a duplicate at worst, never a loss).
@@ -197,6 +199,36 @@ class OutboxRelay:
             self._lanes_until = 0.0
             await anyio.sleep(min(self._max_backoff, max(self._poll_interval, 0.5)))
             return 0
+
+    async def _claim(self, in_flight: Sequence[OutboxEntry] = ()) -> list[OutboxEntry]:
+        positions = [e.position for e in in_flight]
+        return await self._outbox.claim(
+            self.relay_id, self._lanes, self._batch_size, self._lease, positions
+        )
+
+    async def _publish_while_claiming(self, batch: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Publish `batch` and claim the next one meanwhile; return the next one, less
+        the messages of keys that just failed (they wait behind the failure)."""
+        following: list[OutboxEntry] = []
+        failure: BaseException | None = None
+
+        async def claim_following() -> None:
+            try:
+                following.extend(await self._claim(batch))
+            except StoreError as error:  # the batch after will claim them
+                _log.warning("outbox relay %s: cannot claim ahead: %s", self.relay_id, error)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(claim_following)
+            try:
+                failed_keys = await self._publish(batch)
+            except Exception as error:  # raised below as itself, not in an exception group
+                failure, failed_keys = error, None
+        if failure is not None:
+            raise failure
+        if failed_keys is None:  # the broker is unreachable: the next batch waits too
+            return []
+        return [e for e in following if e.message.key not in failed_keys]
 
     async def _renew_lanes(self) -> None:
         now = time.monotonic()
@@ -207,12 +239,14 @@ class OutboxRelay:
             self._lanes = lanes
             self._lanes_until = now + self._lease.total_seconds() / 3
 
-    async def _publish(self, batch: Sequence[OutboxEntry]) -> None:
+    async def _publish(self, batch: Sequence[OutboxEntry]) -> set[str] | None:
+        """Publish and settle `batch`; return the keys of the messages that failed
+        (`None`: the whole batch failed, the broker is unreachable)."""
         try:
             failures: PublishResult = await self._publisher.publish([e.message for e in batch])
         except Exception as error:  # the whole batch failed: the broker is unreachable
             await self._wait_for_broker(error, len(batch))
-            return
+            return None
         self._broker_failures = 0
         sent = [e.position for e in batch if e.message.message_id not in failures]
         failed = [
@@ -225,6 +259,7 @@ class OutboxRelay:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT):
             await self._outbox.settle(self.relay_id, Settlement(sent, failed))
         self._count(len(sent), failed)
+        return {e.message.key for e in batch if e.message.message_id in failures}
 
     async def _wait_for_broker(self, error: Exception, count: int) -> None:
         """Back off after a failure of the whole batch; it stays claimed by this relay,

@@ -79,13 +79,21 @@ class Outbox(Protocol):
         ...
 
     async def claim(
-        self, relay_id: str, lanes: Collection[int], limit: int, visibility: timedelta
+        self,
+        relay_id: str,
+        lanes: Collection[int],
+        limit: int,
+        visibility: timedelta,
+        in_flight: Collection[int] = (),
     ) -> list[OutboxEntry]:
         """Claim up to `limit` publishable messages of `lanes`, oldest first.
 
         A message is publishable when it is pending, due, not claimed by another relay
         and no earlier message of its partition key is still waiting (in backoff, or
-        claimed elsewhere): so one key's messages go out in order.
+        claimed elsewhere): so one key's messages go out in order. `in_flight` are
+        positions this relay claimed before and is publishing now: they are not
+        claimed again, and do not hold back the later messages of their keys (the
+        caller publishes those only after them).
         """
         ...
 

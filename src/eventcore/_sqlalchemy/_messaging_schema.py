@@ -75,9 +75,18 @@ def outbox_table(metadata: MetaData, name: str, schema: str | None) -> Table:
             postgresql_where=_PENDING,
             sqlite_where=_PENDING,
         ),
-        Index(f"{name}_sent", "sent_at"),
+        # What the retention clean-up deletes (pending rows are not in it).
+        Index(
+            f"{name}_sent",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
         schema=schema,
         sqlite_autoincrement=True,
+        # Each message is updated twice (claimed, then sent): room on its page lets
+        # PostgreSQL keep the claim's new row version there (a HOT update).
+        postgresql_with={"fillfactor": 50},
     )
 
 

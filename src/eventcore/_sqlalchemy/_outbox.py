@@ -139,27 +139,41 @@ class SqlAlchemyOutbox:
             await conn.execute(relays.delete().where(relays.c.relay_id == relay_id))
 
     async def claim(
-        self, relay_id: str, lanes: Collection[int], limit: int, visibility: timedelta
+        self,
+        relay_id: str,
+        lanes: Collection[int],
+        limit: int,
+        visibility: timedelta,
+        in_flight: Collection[int] = (),
     ) -> list[OutboxEntry]:
         """Claim up to `limit` publishable messages of `lanes`, oldest first (see `Outbox`).
 
         Three short statements in one transaction: lock the oldest due candidates
         (`SKIP LOCKED`), list the pending messages of their keys up to the last
         candidate, and mark as claimed each key's candidates up to its first pending
-        message that is not a candidate (in backoff, or claimed elsewhere).
+        message that is not a candidate (in backoff, or claimed elsewhere). The
+        positions `in_flight` (claimed by this relay, being published) are neither
+        claimed again nor in the way of the later messages of their keys.
         """
         if not lanes:
             return []
         now = datetime.now(UTC)
+        flying = list(in_flight)
         async with self._begin("cannot claim outbox messages") as conn:
-            params = {"me": relay_id, "now": now, "lanes": list(lanes), "limit": limit}
+            params = {
+                "me": relay_id,
+                "now": now,
+                "lanes": list(lanes),
+                "limit": limit,
+                "in_flight": flying,
+            }
             candidates = (await conn.execute(self._candidates, params)).all()
             if not candidates:
                 return []
             keys = sorted({key for _, key in candidates})
             last = candidates[-1][0]
             queue = await conn.execute(self._queued, {"keys": keys, "last": last})
-            chosen = _in_order({p for p, _ in candidates}, queue.all())
+            chosen = _in_order({p for p, _ in candidates}, queue.all(), set(flying))
             if not chosen:
                 return []
             params = {"positions": chosen, "me": relay_id, "until": now + visibility}
@@ -293,6 +307,7 @@ class SqlAlchemyOutbox:
             .where(
                 *pending,
                 self._among(t.c.lane, "lanes"),
+                ~self._among(t.c.position, "in_flight"),
                 t.c.available_at <= now,
                 or_(
                     t.c.claimed_until.is_(None),
@@ -401,12 +416,13 @@ class _Transaction:
             raise _error(self._what, exc[1]) from exc[1]
 
 
-def _in_order(candidates: set[int], queued: Sequence[Any]) -> list[int]:
-    """Each key's candidates up to the key's first queued message that is not one."""
+def _in_order(candidates: set[int], queued: Sequence[Any], passable: set[int]) -> list[int]:
+    """Each key's candidates up to the key's first queued message that is neither one
+    nor `passable` (published already by this relay, in an earlier batch)."""
     blocked: set[str] = set()
     chosen = []
     for position, key in queued:  # by position
-        if key in blocked:
+        if key in blocked or position in passable:
             continue
         if position in candidates:
             chosen.append(position)
