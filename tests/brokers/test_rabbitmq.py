@@ -214,10 +214,9 @@ async def test_a_stalled_connection_times_out_and_is_replaced(names: Names) -> N
         async with names.publisher(url=proxy.url, **options) as publisher:
             assert await publisher.publish(messages(1)) == {}
             proxy.freeze()
-            with anyio.fail_after(5):
-                failures = await publisher.publish(sent)
-            assert set(failures) == {m.message_id for m in sent}
-            assert all("within 0.5 s" in reason for reason in failures.values())
+            # None confirmed: the broker is blamed (BrokerConnectionError), not the messages.
+            with anyio.fail_after(5), pytest.raises(BrokerConnectionError, match=r"0\.5 s"):
+                await publisher.publish(sent)
             assert not publisher.connected  # dropped, not reused
             proxy.thaw()
             assert await publisher.publish(sent) == {}

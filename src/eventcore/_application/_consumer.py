@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import anyio
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventcore._application._unit_of_work import UnitOfWork
@@ -190,12 +191,12 @@ class ConsumerWorker:
             return
         try:
             done = await self._handle_once(message, event, handler)
-        except StoreError as error:  # the database, not the message: try again later
-            _log.warning("consumer %s: database error: %s", self._consumer.name, error)
-            await delivery.retry(self._retry_delay)
-            return
         except Exception as error:
-            await self._give_up(delivery, error, max_attempts=self._consumer.max_attempts)
+            if _database_away(error):  # the database, not the message: do not count it
+                _log.warning("consumer %s: database error: %s", self._consumer.name, error)
+                await delivery.retry(self._retry_delay)
+            else:
+                await self._give_up(delivery, error, max_attempts=self._consumer.max_attempts)
             return
         if done:
             self.handled += 1
@@ -222,7 +223,14 @@ class ConsumerWorker:
 
     async def _give_up(self, delivery: Delivery, error: Exception, *, max_attempts: int) -> None:
         message, name = delivery.message, self._consumer.name
-        attempts, dead = await self._inbox.record_failure(name, message, repr(error), max_attempts)
+        try:
+            attempts, dead = await self._inbox.record_failure(
+                name, message, repr(error), max_attempts
+            )
+        except StoreError as failure:  # cannot count it: let the broker deliver it again
+            _log.warning("consumer %s: cannot record a failure: %s", name, failure)
+            await delivery.retry(self._retry_delay)
+            return
         if dead:
             _log.error(
                 "consumer %s gave up on message %s (%s) after %d attempt(s): %r",
@@ -232,3 +240,12 @@ class ConsumerWorker:
         else:
             _log.warning("consumer %s: message %s failed: %r", name, message.message_id, error)
             await delivery.retry(self._retry_delay * 2 ** (attempts - 1))
+
+
+def _database_away(error: Exception) -> bool:
+    """Whether `error` says the database is unavailable (rather than the handler failed)."""
+    if isinstance(error, StoreError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    return False

@@ -69,11 +69,13 @@ class OutboxRelay:
 
     A message the broker refuses is retried after an exponential backoff with jitter
     (`backoff` seconds doubled per attempt, at most `max_backoff`); the later messages
-    of its key wait for it. After `max_attempts` refusals it is dead: listed by
+    of its key in later batches wait for it (those in its own batch, sent with it,
+    may have been confirmed already). After `max_attempts` refusals it is dead: listed by
     `outbox.dead_letters()` and re-driven by `outbox.redrive()` (or the CLI). When a
     whole batch fails (the broker is unreachable), no message is blamed: the relay
     keeps the batch and tries it again after the same kind of backoff, for as long as
-    the outage lasts.
+    the outage lasts; so does a broker that confirms none of a batch in time (a
+    blocked broker: the publishers raise `BrokerConnectionError` then).
     Published messages are deleted after `retention`.
 
     ```python
@@ -162,8 +164,8 @@ class OutboxRelay:
                     woken = await signal.wait(timeout, since=seen)
                     timeout = _FOLLOW_UP if woken else self._poll_interval
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._release()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT):
+                await self._release()  # bounded: a hung database must not hang shutdown
 
     async def publish_pending(self) -> int:
         """Publish every message that is due now, then return how many were confirmed.
@@ -191,6 +193,7 @@ class OutboxRelay:
                 handled += len(batch)
                 batch = await self._publish_while_claiming(batch)
                 await self._renew_lanes()
+                await self._clean_up()
             return handled
         except StoreError as error:
             # The database is unavailable: claimed messages stay claimed until their
@@ -256,9 +259,10 @@ class OutboxRelay:
         ]
         # Shielded: a relay cancelled between the broker's confirms and this update would
         # publish the batch again when it restarts (bounded, should the database hang).
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT) as scope:
             await self._outbox.settle(self.relay_id, Settlement(sent, failed))
-        self._count(len(sent), failed)
+        if not scope.cancelled_caught:  # else they stay claimed, and go out again later
+            self._count(len(sent), failed)
         return {e.message.key for e in batch if e.message.message_id in failures}
 
     async def _wait_for_broker(self, error: Exception, count: int) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -89,24 +89,29 @@ class SqlAlchemyInbox:
         self, consumer: str, message: Message, error: str, max_attempts: int
     ) -> tuple[int, bool]:
         """Count a failed attempt at `message`; return the attempts so far and whether
-        it is now dead (`max_attempts` reached; it keeps a copy to replay)."""
+        it is now dead (`max_attempts` reached; a copy is kept for inspection).
+
+        One upsert, so two workers failing on one message at once both count.
+        """
         t = self._failures
-        key = (t.c.consumer == consumer, t.c.message_id == message.message_id)
         now = _now()
+        row = {**_columns(consumer, message), "attempts": 1, "error": error[:2000]}
+        insert_row = self._insert(t).values(failed_at=now, **row)
+        statement = insert_row.on_conflict_do_update(
+            index_elements=[t.c.consumer, t.c.message_id],
+            set_={"attempts": t.c.attempts + 1, "error": row["error"], "failed_at": now},
+        ).returning(t.c.attempts)
+        key = (t.c.consumer == consumer, t.c.message_id == message.message_id)
         try:
             async with self._engine.begin() as conn:
-                found = (await conn.execute(select(t.c.attempts).where(*key))).first()
-                attempts = 1 if found is None else found[0] + 1
-                dead_at = now if attempts >= max_attempts else None
-                values = {"attempts": attempts, "error": error[:2000], "failed_at": now}
-                if found is None:
-                    row = {**_columns(consumer, message), **values, "dead_at": dead_at}
-                    await conn.execute(insert(t).values(row))
-                else:
-                    await conn.execute(update(t).where(*key).values(**values, dead_at=dead_at))
+                attempts = int((await conn.execute(statement)).scalar_one())
+                if attempts >= max_attempts:
+                    await conn.execute(
+                        update(t).where(*key, t.c.dead_at.is_(None)).values(dead_at=now)
+                    )
         except SQLAlchemyError as failure:
             raise _error("cannot record a consumer failure", failure) from failure
-        return attempts, dead_at is not None
+        return attempts, attempts >= max_attempts
 
     async def is_dead(self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
         """Whether `consumer` gave up on `message_id` (a late redelivery is then skipped)."""
@@ -156,7 +161,9 @@ class SqlAlchemyInbox:
         """Delete `consumer`'s dead letters of `message_ids`; return how many."""
         t = self._failures
         statement = t.delete().where(
-            t.c.consumer == consumer, t.c.message_id.in_(list(message_ids))
+            t.c.consumer == consumer,
+            t.c.message_id.in_(list(message_ids)),
+            t.c.dead_at.is_not(None),  # not the attempt counts of messages still retried
         )
         try:
             async with self._engine.begin() as conn:

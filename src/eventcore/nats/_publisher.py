@@ -106,6 +106,13 @@ class NatsPublisher:
         failures, stalled = self._failures(messages, outcomes)
         if stalled:
             await self._discard(link)  # its acks are in doubt; it may be dead
+            if len(failures) == len(messages):  # the broker, not the messages: none went
+                unsent = sum("not even sent" in reason for reason in failures.values())
+                raise BrokerConnectionError(
+                    f"NATS acknowledged none of {len(messages)} message(s) within "
+                    f"{self._publish_timeout} s ({unsent} not even sent: the connection "
+                    "is stalled or the server is not answering)"
+                )
         return failures
 
     async def _send(

@@ -141,6 +141,12 @@ class RabbitMqPublisher:
             )
         if timed_out or self._broken(channel=True):
             await self._discard()  # the channel is closed, or its confirms in doubt
+        if timed_out and len(failures) == len(messages):  # a blocked broker (an alarm)
+            raise BrokerConnectionError(
+                f"RabbitMQ at {safe_url(self._url)} confirmed none of {len(messages)} "
+                f"message(s) within {self._publish_timeout} s (a memory or disk alarm "
+                "blocks publishers, say)"
+            )
         return failures
 
     def _reason(self, message: Message, error: BaseException) -> str:

@@ -178,8 +178,9 @@ class RabbitMqSource:
             await delivery.ack()
     ```
 
-    `retry` requeues a message at once (RabbitMQ has no delay); `redelivered` is the
-    AMQP flag. A message that cannot be decoded into a
+    `retry(delay)` holds the message for `delay` seconds (at most `MAX_RETRY_DELAY`),
+    then requeues it (RabbitMQ has no delayed redelivery); `redelivered` is the AMQP
+    flag. A message that cannot be decoded into a
     [`Message`][eventcore.Message] is logged (a warning on the `eventcore.rabbitmq`
     logger) and rejected without requeueing: RabbitMQ dead-letters it to
     `dead_letter_exchange` if the queue has one, and drops it otherwise. When the
