@@ -120,3 +120,29 @@ class Wrong(Consumer):
 async def test_a_consumer_must_handle_integration_events() -> None:
     with pytest.raises(ConsumerError, match="IntegrationEvent subclass"):
         Wrong.handlers()
+
+
+async def test_concurrent_failures_of_one_message_both_count(store: SqlAlchemyEventStore) -> None:
+    broker, _ = await published_to(store)
+    message = broker.published[0]
+
+    async def fail() -> None:
+        await store.inbox.record_failure("tests.concurrent", message, "boom", max_attempts=2)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(fail)
+        group.start_soon(fail)
+    [dead] = await store.inbox.dead_letters("tests.concurrent")
+    assert dead.attempts == 2
+
+
+async def test_discard_keeps_the_attempts_of_a_message_still_retried(
+    store: SqlAlchemyEventStore,
+) -> None:
+    broker, _ = await published_to(store)
+    message = broker.published[0]
+    attempts, dead = await store.inbox.record_failure("tests.retried", message, "x", 3)
+    assert (attempts, dead) == (1, False)
+    assert await store.inbox.discard("tests.retried", [message.message_id]) == 0
+    attempts, dead = await store.inbox.record_failure("tests.retried", message, "x", 3)
+    assert (attempts, dead) == (2, False)
