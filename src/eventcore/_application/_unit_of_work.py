@@ -157,9 +157,8 @@ class UnitOfWork:
             if messages:
                 await _outbox_session(session).add_messages(messages)
 
-        hook = before_commit if (self._projectors or self._mappings) and dirty else None
-        if self._messages and hook is None:
-            hook = before_commit
+        needed = self._messages or (dirty and (self._projectors or self._mappings))
+        hook = before_commit if needed else None
         results = await session.commit(appends, before_commit=hook)
         for aggregate in dirty:
             previous = aggregate.committed_version

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pydantic import ValidationError
 
 from eventcore._domain._integration import IntegrationEvent
-from eventcore._domain._metadata import RecordedEvent
+from eventcore._domain._metadata import RecordedEvent, new_event_id
 from eventcore._exceptions import MessageDecodeError
 from eventcore._messaging._message import Message, MessageHeaders
 
@@ -42,7 +42,7 @@ def message_for(
         extra[MessageHeaders.CAUSATION_ID] = causation_id
     cls = type(event)
     return Message(
-        message_id=message_id or uuid.uuid4(),
+        message_id=message_id or new_event_id(),  # time-ordered (UUIDv7), as event ids
         topic=cls.integration_topic,
         key=key,
         type=cls.integration_type_name,

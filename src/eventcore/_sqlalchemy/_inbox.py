@@ -152,7 +152,7 @@ class SqlAlchemyInbox:
                 ),
                 row["attempts"],
                 row["error"],
-                _utc(row["dead_at"]) or now_utc(),
+                _utc(row["dead_at"]) or _now(),
             )
             for row in rows
         ]
@@ -172,12 +172,8 @@ class SqlAlchemyInbox:
             raise _error("cannot discard inbox dead letters", error) from error
 
 
-def now_utc() -> datetime:
-    """The current time, in UTC."""
+def _now() -> datetime:
     return datetime.now(UTC)
-
-
-_now = now_utc
 
 
 def _columns(consumer: str, message: Message) -> dict[str, object]:
