@@ -127,6 +127,9 @@ class OutboxRelay:
         self._broker_failures = 0
         self._last_error: str | None = None
         self._recent: deque[tuple[float, int]] = deque()
+        # The positions of each batch confirmed in full, to record as sent: that is done
+        # while the next batch is being published.
+        self._confirmed: list[list[int]] = []
 
     @property
     def metrics(self) -> RelayMetrics:
@@ -182,18 +185,22 @@ class OutboxRelay:
 
     async def _step(self) -> int:
         """Claim and publish batches while there are any; returns how many messages were
-        handled (0: idle). Each next batch is claimed while the current one is being
-        published, and published only after it."""
+        handled (0: idle). Each next batch is claimed, and the previous one settled,
+        while the current one is being published; it is published only after it."""
         try:
+            await self._settle_confirmed()  # left over by a database error
             await self._renew_lanes()
             await self._clean_up()
             batch = await self._claim()
             handled = 0
-            while batch:
-                handled += len(batch)
-                batch = await self._publish_while_claiming(batch)
-                await self._renew_lanes()
-                await self._clean_up()
+            try:
+                while batch:
+                    handled += len(batch)
+                    batch = await self._publish_while_claiming(batch)
+                    await self._renew_lanes()
+                    await self._clean_up()
+            finally:
+                await self._settle_confirmed()
             return handled
         except StoreError as error:
             # The database is unavailable: claimed messages stay claimed until their
@@ -203,34 +210,54 @@ class OutboxRelay:
             await anyio.sleep(min(self._max_backoff, max(self._poll_interval, 0.5)))
             return 0
 
-    async def _claim(self, in_flight: Sequence[OutboxEntry] = ()) -> list[OutboxEntry]:
-        positions = [e.position for e in in_flight]
+    async def _claim(self, in_flight: Sequence[int] = ()) -> list[OutboxEntry]:
         return await self._outbox.claim(
-            self.relay_id, self._lanes, self._batch_size, self._lease, positions
+            self.relay_id, self._lanes, self._batch_size, self._lease, in_flight
         )
 
     async def _publish_while_claiming(self, batch: list[OutboxEntry]) -> list[OutboxEntry]:
-        """Publish `batch` and claim the next one meanwhile; return the next one, less
-        the messages of keys that just failed (they wait behind the failure)."""
+        """Publish `batch`, and meanwhile claim the next one and record the previous
+        one as sent. Return the next batch, less the messages of keys that just failed
+        (they wait behind the failure)."""
         following: list[OutboxEntry] = []
         failure: BaseException | None = None
+        # Neither claimed again nor in the way of their keys' later messages: this
+        # batch, and the previous one until it is recorded as sent.
+        in_flight = [e.position for e in batch]
+        in_flight += (position for positions in self._confirmed for position in positions)
 
         async def claim_following() -> None:
             try:
-                following.extend(await self._claim(batch))
+                following.extend(await self._claim(in_flight))
             except StoreError as error:  # the batch after will claim them
                 _log.warning("outbox relay %s: cannot claim ahead: %s", self.relay_id, error)
 
+        async def settle_confirmed() -> None:
+            nonlocal failure
+            try:
+                await self._settle_confirmed()
+            except StoreError as error:  # raised below, once this batch is published
+                failure = error
+
         async with anyio.create_task_group() as group:
             group.start_soon(claim_following)
+            if self._confirmed:
+                group.start_soon(settle_confirmed)
             try:
-                failed_keys = await self._publish(batch)
+                settlement = await self._publish(batch)
+                if settlement is not None and not settlement.failed:
+                    self._confirmed.append(list(settlement.sent))  # recorded alongside the next
+                elif settlement is not None:
+                    # Recorded at once, so that the next claim sees the failed messages.
+                    await self._settle(settlement)
             except Exception as error:  # raised below as itself, not in an exception group
-                failure, failed_keys = error, None
+                failure, settlement = error, None
         if failure is not None:
             raise failure
-        if failed_keys is None:  # the broker is unreachable: the next batch waits too
+        if settlement is None:  # the broker is unreachable: the next batch waits too
             return []
+        failed = {p for p, _, _ in settlement.failed}
+        failed_keys = {e.message.key for e in batch if e.position in failed}
         return [e for e in following if e.message.key not in failed_keys]
 
     async def _renew_lanes(self) -> None:
@@ -242,8 +269,8 @@ class OutboxRelay:
             self._lanes = lanes
             self._lanes_until = now + self._lease.total_seconds() / 3
 
-    async def _publish(self, batch: Sequence[OutboxEntry]) -> set[str] | None:
-        """Publish and settle `batch`; return the keys of the messages that failed
+    async def _publish(self, batch: Sequence[OutboxEntry]) -> Settlement | None:
+        """Publish `batch`; return which messages were confirmed and which failed
         (`None`: the whole batch failed, the broker is unreachable)."""
         try:
             failures: PublishResult = await self._publisher.publish([e.message for e in batch])
@@ -251,19 +278,40 @@ class OutboxRelay:
             await self._wait_for_broker(error, len(batch))
             return None
         self._broker_failures = 0
+        if not failures:
+            return Settlement([e.position for e in batch], [])
         sent = [e.position for e in batch if e.message.message_id not in failures]
         failed = [
             (e.position, failures[e.message.message_id], self._retry_at(e))
             for e in batch
             if e.message.message_id in failures
         ]
-        # Shielded: a relay cancelled between the broker's confirms and this update would
-        # publish the batch again when it restarts (bounded, should the database hang).
+        return Settlement(sent, failed)
+
+    async def _settle_confirmed(self) -> None:
+        """Record as sent the messages of batches the broker confirmed in full (they
+        stay to be recorded if that fails)."""
+        batches = len(self._confirmed)
+        if not batches:
+            return
+        positions = [position for batch in self._confirmed[:batches] for position in batch]
+        if not await self._settle(Settlement(positions, []), batches):
+            raise StoreError(f"the database did not record a settlement in {_SETTLE_TIMEOUT} s")
+        del self._confirmed[:batches]  # those confirmed meanwhile stay
+
+    async def _settle(self, settlement: Settlement, batches: int = 1) -> bool:
+        """Write what became of published batches, and count them; `False` if the
+        database did not answer in time.
+
+        Shielded: a relay cancelled between the broker's confirms and this update would
+        publish the batch again when it restarts (bounded, should the database hang).
+        """
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT) as scope:
-            await self._outbox.settle(self.relay_id, Settlement(sent, failed))
-        if not scope.cancelled_caught:  # else they stay claimed, and go out again later
-            self._count(len(sent), failed)
-        return {e.message.key for e in batch if e.message.message_id in failures}
+            await self._outbox.settle(self.relay_id, settlement)
+        if scope.cancelled_caught:  # they stay claimed, and go out again later
+            return False
+        self._count(len(settlement.sent), settlement.failed, batches)
+        return True
 
     async def _wait_for_broker(self, error: Exception, count: int) -> None:
         """Back off after a failure of the whole batch; it stays claimed by this relay,
@@ -290,7 +338,9 @@ class OutboxRelay:
         delay = min(self._max_backoff, self._backoff * 2**entry.attempts)
         return datetime.now(UTC) + timedelta(seconds=delay * random.uniform(0.5, 1.5))
 
-    def _count(self, sent: int, failed: list[tuple[int, str, datetime | None]]) -> None:
+    def _count(
+        self, sent: int, failed: Sequence[tuple[int, str, datetime | None]], batches: int
+    ) -> None:
         dead = sum(1 for _, _, retry_at in failed if retry_at is None)
         if failed:
             self._last_error = failed[-1][1]
@@ -300,7 +350,7 @@ class OutboxRelay:
         c["published"] += sent
         c["failed"] += len(failed)
         c["dead"] += dead
-        c["batches"] += 1
+        c["batches"] += batches
         self._recent.append((time.monotonic(), sent))
 
     async def _clean_up(self) -> None:
