@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -32,6 +33,7 @@ from eventcore import (
     postgres_engine,
     sqlite_engine,
 )
+from eventcore._messaging._outbox import Settlement
 from eventcore.testing.pytest_plugin import (
     postgres_url,
     reachable_postgres_engine,
@@ -183,6 +185,10 @@ async def test_an_unreachable_server_is_a_store_connection_error(admin: AsyncEng
             await store.append("notes-1", [_new("a")])
         with pytest.raises(StoreConnectionError):
             await store.read_stream("notes-1")
+        with pytest.raises(StoreConnectionError, match="cannot claim outbox messages"):
+            await store.outbox.claim("relay-1", [0], 10, timedelta(seconds=5))
+        with pytest.raises(StoreConnectionError, match="cannot settle outbox messages"):
+            await store.outbox.settle("relay-1", Settlement([1], []))
     finally:
         await engine.dispose()
 
@@ -252,6 +258,10 @@ async def test_missing_tables_are_a_schema_error(admin: AsyncEngine) -> None:
     with pytest.raises(SchemaError):
         async with UnitOfWork(store) as uow:
             await uow.repository(Notebook).get("nb-1")
+    with pytest.raises(SchemaError, match="create_schema"):
+        await store.outbox.claim("relay-1", [0], 10, timedelta(seconds=5))
+    with pytest.raises(SchemaError, match="create_schema"):
+        await store.outbox.settle("relay-1", Settlement([1], []))
 
 
 async def test_missing_tables_on_sqlite_are_a_schema_error(tmp_path: Path) -> None:

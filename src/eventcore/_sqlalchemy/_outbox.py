@@ -35,7 +35,7 @@ from eventcore._messaging._outbox import (
 from eventcore._sqlalchemy._checkpoints import _error
 from eventcore._sqlalchemy._schema import EventStoreTables
 
-__all__ = ["SqlAlchemyOutbox"]
+__all__ = ["SqlAlchemyOutbox", "in_order"]
 
 
 class SqlAlchemyOutbox:
@@ -173,7 +173,7 @@ class SqlAlchemyOutbox:
             keys = sorted({key for _, key in candidates})
             last = candidates[-1][0]
             queue = await conn.execute(self._queued, {"keys": keys, "last": last})
-            chosen = _in_order({p for p, _ in candidates}, queue.all(), set(flying))
+            chosen = in_order({p for p, _ in candidates}, queue.all(), set(flying))
             if not chosen:
                 return []
             params = {"positions": chosen, "me": relay_id, "until": now + visibility}
@@ -416,7 +416,7 @@ class _Transaction:
             raise _error(self._what, exc[1]) from exc[1]
 
 
-def _in_order(candidates: set[int], queued: Sequence[Any], passable: set[int]) -> list[int]:
+def in_order(candidates: set[int], queued: Sequence[Any], passable: set[int]) -> list[int]:
     """Each key's candidates up to the key's first queued message that is neither one
     nor `passable` (published already by this relay, in an earlier batch)."""
     blocked: set[str] = set()

@@ -39,12 +39,12 @@ from eventcore._sqlalchemy._postgres_sql import PostgresSql
 from eventcore._sqlalchemy._schema import EventStoreTables
 from eventcore._sqlalchemy._session import BackendSession
 
-__all__ = ["PostgresBackend"]
+__all__ = ["CONNECTION_ERRORS", "PostgresBackend"]
 
 _MAX_VERSION = 2**62
 _RACE_RETRIES = 50  # appends with ANY / STREAM_EXISTS that lose a race are retried
 _NOTIFY_INTERVAL = 0.02  # seconds between two NOTIFYs of one store
-_CONNECTION_ERRORS = (
+CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     # The protocol is left mid-message (e.g. the server's "terminating connection" notice
@@ -62,7 +62,7 @@ class _LostRace(Exception):
     """A concurrent writer took a version or event id this append wanted."""
 
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
+_DRIVER_ERRORS = (asyncpg.PostgresError, *CONNECTION_ERRORS)
 
 
 def _translate(error: BaseException) -> Exception:
@@ -71,7 +71,7 @@ def _translate(error: BaseException) -> Exception:
         return _LostRace(str(error))
     if isinstance(error, asyncpg.UndefinedTableError):
         return SchemaError(f"{error} (run create_schema() or your migrations)")
-    if isinstance(error, _CONNECTION_ERRORS):
+    if isinstance(error, CONNECTION_ERRORS):
         return StoreConnectionError(f"PostgreSQL connection failed: {error!r}")
     return StoreError(f"PostgreSQL error: {error!r}")
 

@@ -89,7 +89,7 @@ class SqlAlchemyEventStore:
         self._dead_letters = SqlAlchemyDeadLetters(engine, self.tables)
         self._deadlines = SqlAlchemyDeadlines(engine, self.tables)
         self._versions = SqlAlchemyProjectionVersions(engine, self.tables)
-        self._outbox = SqlAlchemyOutbox(engine, self.tables)
+        self._outbox = _outbox_for(engine, self.tables)
         self._inbox = SqlAlchemyInbox(engine, self.tables)
 
     @property
@@ -297,6 +297,14 @@ class SqlAlchemyEventStore:
                 self._outbox,
                 self._backend.signal,
             )
+
+
+def _outbox_for(engine: AsyncEngine, tables: EventStoreTables) -> SqlAlchemyOutbox:
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
+        from eventcore._sqlalchemy._postgres_outbox import PostgresOutbox
+
+        return PostgresOutbox(engine, tables)
+    return SqlAlchemyOutbox(engine, tables)
 
 
 def _backend_for(
