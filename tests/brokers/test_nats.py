@@ -17,6 +17,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
 
 from eventcore import (
     BrokerConnectionError,
@@ -178,6 +179,30 @@ async def test_a_subject_no_stream_captures_is_reported_failed(names: Names) -> 
     assert set(failures) == {lost.message_id}
     assert "no responders" in failures[lost.message_id]
     assert repr(lost.topic) in failures[lost.message_id]
+    assert await names.stored() == 2
+
+
+async def test_a_message_jetstream_refuses_is_reported_failed_with_why(names: Names) -> None:
+    config = StreamConfig(name=names.stream, subjects=names.subjects, max_msg_size=512)
+    await names.js.add_stream(config)
+    small, big, after = names.messages(3)
+    big = replace(big, payload=b'"%s"' % (b"x" * 1_000))
+    async with NatsPublisher(names.url) as publisher:
+        failures = await publisher.publish([small, big, after])
+    assert set(failures) == {big.message_id}
+    assert failures[big.message_id].startswith("JetStream refused it: ")
+    assert "maximum" in failures[big.message_id]  # the server's own words
+    assert await names.stored() == 2
+
+
+async def test_a_message_over_the_servers_max_payload_fails_at_once(names: Names) -> None:
+    small, huge, after = names.messages(3)
+    huge = replace(huge, payload=b'"%s"' % (b"x" * 2_000_000))  # NATS allows 1 MB
+    async with names.publisher(publish_timeout=5.0) as publisher:
+        with anyio.fail_after(2):  # the others' acks, not the timeout, end the wait
+            failures = await publisher.publish([small, huge, after])
+    assert set(failures) == {huge.message_id}
+    assert failures[huge.message_id].startswith("NATS refused to send it: ")
     assert await names.stored() == 2
 
 

@@ -8,9 +8,9 @@ from types import TracebackType
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import PubAck
 
 from eventcore import BrokerConnectionError, Message, MessageHeaders, PublishResult
+from eventcore.nats._acks import ACKED, NO_STREAM, AckInbox, Batch
 from eventcore.nats._connection import (
     CONNECTION_ERRORS,
     DEFAULT_SERVERS,
@@ -26,7 +26,8 @@ __all__ = ["MSG_ID_HEADER", "NatsPublisher"]
 MSG_ID_HEADER = "Nats-Msg-Id"
 """The header JetStream de-duplicates on (within the stream's duplicate window)."""
 
-_Outcomes = list[asyncio.Future[PubAck] | str | None]
+# Sending rarely waits: let other tasks (the relay claiming its next batch) run now and then.
+_YIELD_EVERY = 50
 
 
 class NatsPublisher:
@@ -38,7 +39,8 @@ class NatsPublisher:
     the relay publishes again is not stored twice.
 
     `publish` sends a batch in order on one connection without waiting between
-    messages (nats-py's `publish_async`), then waits for all the acks, at most
+    messages, each with a reply subject for its ack (as nats-py's `publish_async`
+    does, with one subscription for all acks), then waits for all the acks, at most
     `publish_timeout` seconds. It returns the messages that failed, each with why: no
     stream captures the subject (no responders), JetStream refused it, or it was not
     acknowledged in time (then the connection is replaced, as it may be stalled). When
@@ -74,36 +76,33 @@ class NatsPublisher:
         self._duplicate_window = duplicate_window
         self._publish_timeout = publish_timeout
         self._connect_timeout = connect_timeout
-        self._link: Link | None = None
+        self._link: tuple[Link, AckInbox] | None = None
         self._lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
         """Whether it holds a live connection (it connects on `publish`)."""
-        return self._link is not None and self._link.alive
+        return self._link is not None and self._link[0].alive
 
     async def publish(self, messages: Sequence[Message]) -> PublishResult:
         """Publish `messages` in order; return the ones that failed, each with why."""
         if not messages:
             return {}
-        link = await self._ready()
+        link, acks = await self._ready()
         deadline = asyncio.get_running_loop().time() + self._publish_timeout
-        # Per message, in order: its ack future once sent, or why it was not sent.
-        outcomes: _Outcomes = [None] * len(messages)
+        batch = Batch(len(messages))
         try:
             async with asyncio.timeout_at(deadline):
-                await self._send(link, messages, outcomes, deadline)
-                await self._await_acks(link, outcomes, deadline)
+                await self._send(link, acks, messages, batch, deadline)
+                await self._await_acks(link, batch, deadline)
         except TimeoutError:
             pass
         except CONNECTION_ERRORS as error:
             await self._discard(link)
             raise self._dropped(messages, error) from error
         finally:
-            for ack in outcomes:
-                if isinstance(ack, asyncio.Future):
-                    ack.cancel()  # a no-op on the settled ones
-        failures, stalled = self._failures(messages, outcomes)
+            acks.forget(batch)
+        failures, stalled = self._failures(messages, batch.outcomes)
         if stalled:
             await self._discard(link)  # its acks are in doubt; it may be dead
             if len(failures) == len(messages):  # the broker, not the messages: none went
@@ -116,58 +115,71 @@ class NatsPublisher:
         return failures
 
     async def _send(
-        self, link: Link, messages: Sequence[Message], outcomes: _Outcomes, deadline: float
+        self,
+        link: Link,
+        acks: AckInbox,
+        messages: Sequence[Message],
+        batch: Batch,
+        deadline: float,
     ) -> None:
         # nats-py swallows a cancellation that lands while it waits for its socket
         # buffer to drain, so the deadline is checked here too, not only enforced by
         # asyncio.timeout_at.
-        publish_async = link.jetstream.publish_async
+        publish = link.client.publish
+        reply_to = acks.reply_to
         clock = asyncio.get_running_loop().time
         for index, message in enumerate(messages):
             headers = message.all_headers()
             headers[MSG_ID_HEADER] = headers[MessageHeaders.MESSAGE_ID]
             try:
-                outcomes[index] = await publish_async(
-                    message.topic, message.payload, headers=headers
+                await publish(
+                    message.topic,
+                    message.payload,
+                    reply=reply_to(batch, index),
+                    headers=headers,
                 )
             except (nats.errors.MaxPayloadError, nats.errors.BadSubjectError) as error:
-                outcomes[index] = f"NATS refused to send it: {error!r}"
-            except nats.js.errors.TooManyStalledMsgsError:
-                return  # cancelled while waiting for room to send
+                batch.fail(index, f"NATS refused to send it: {error!r}")
             if clock() >= deadline:
                 return
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)
 
-    async def _await_acks(self, link: Link, outcomes: _Outcomes, deadline: float) -> None:
-        futures = [ack for ack in outcomes if isinstance(ack, asyncio.Future)]
-        if not futures:
-            return
-        acks = asyncio.gather(*futures, return_exceptions=True)
-        done, _ = await asyncio.wait(
-            (acks, link.lost),
-            timeout=deadline - asyncio.get_running_loop().time(),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if link.lost.done() and acks not in done:
-            acks.cancel()
+    async def _await_acks(self, link: Link, batch: Batch, deadline: float) -> None:
+        acked = asyncio.ensure_future(batch.wait())
+        try:
+            done, _ = await asyncio.wait(
+                (acked, link.lost),
+                timeout=deadline - asyncio.get_running_loop().time(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            acked.cancel()
+        if link.lost.done() and acked not in done:
             raise nats.errors.ConnectionClosedError
 
     def _failures(
-        self, messages: Sequence[Message], outcomes: _Outcomes
+        self, messages: Sequence[Message], outcomes: list[bool | str | None]
     ) -> tuple[PublishResult, bool]:
         """The failed messages with why, and whether some were not sent or acked in time."""
         failures: PublishResult = {}
         stalled = False
-        for message, ack in zip(messages, outcomes, strict=True):
-            if isinstance(ack, str):
-                failures[message.message_id] = ack
-            elif ack is None or ack.cancelled():
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome is ACKED:
+                continue
+            if outcome is None or outcome is False:
                 stalled = True
                 failures[message.message_id] = (
                     f"JetStream did not acknowledge it within {self._publish_timeout} s"
-                    + ("" if ack else " (not even sent: the connection is stalled)")
+                    + ("" if outcome is False else " (not even sent: the connection is stalled)")
                 )
-            elif (error := ack.exception()) is not None:
-                failures[message.message_id] = _reason(message, error)
+            elif outcome == NO_STREAM:
+                failures[message.message_id] = (
+                    f"no JetStream stream captures subject {message.topic!r} (no responders): "
+                    "create one that does"
+                )
+            else:
+                failures[message.message_id] = str(outcome)
         return failures, stalled
 
     def _dropped(self, messages: Sequence[Message], error: BaseException) -> BrokerConnectionError:
@@ -176,39 +188,39 @@ class NatsPublisher:
             f"publishing {len(messages)} message(s): {error!r}"
         )
 
-    async def _ready(self) -> Link:
-        link = self._link
-        if link is not None and link.alive:
-            return link
+    async def _ready(self) -> tuple[Link, AckInbox]:
+        current = self._link
+        if current is not None and current[0].alive:
+            return current
         async with self._lock:
-            if self._link is None or not self._link.alive:
-                await self._discard(self._link)
+            if self._link is None or not self._link[0].alive:
+                await self._discard(self._link[0] if self._link else None)
                 self._link = await self._open()
             return self._link
 
-    async def _open(self) -> Link:
+    async def _open(self) -> tuple[Link, AckInbox]:
         link = await connect(self._servers, self._connect_timeout, timeout=self._publish_timeout)
-        if self._stream is not None and self._subjects is not None:
-            try:
+        try:
+            if self._stream is not None and self._subjects is not None:
                 await ensure_stream(
                     link.jetstream,
                     self._stream,
                     self._subjects,
                     duplicate_window=self._duplicate_window,
                 )
-            except BaseException:
-                await close_quietly(link.client, self._connect_timeout)
-                raise
-        return link
+            return link, await AckInbox.open(link.client)
+        except BaseException:
+            await close_quietly(link.client, self._connect_timeout)
+            raise
 
     async def _discard(self, link: Link | None) -> None:
-        if link is not None and link is self._link:
+        if link is not None and self._link is not None and link is self._link[0]:
             self._link = None
         await close_quietly(link.client if link else None, self._connect_timeout)
 
     async def close(self) -> None:
         """Close the connection (idempotent; a later `publish` opens a new one)."""
-        await self._discard(self._link)
+        await self._discard(self._link[0] if self._link else None)
 
     async def __aenter__(self) -> NatsPublisher:
         return self
@@ -220,14 +232,3 @@ class NatsPublisher:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _reason(message: Message, error: BaseException) -> str:
-    if isinstance(error, nats.js.errors.NoStreamResponseError):
-        return (
-            f"no JetStream stream captures subject {message.topic!r} (no responders): "
-            "create one that does"
-        )
-    if isinstance(error, nats.js.errors.APIError):
-        return f"JetStream refused it: {error}"
-    return f"publishing failed: {error!r}"
