@@ -385,6 +385,55 @@ async def test_another_process_appends_wake_it_on_postgres(
         assert _students(await _read_until(sub, 1)) == ["remote"]
 
 
+@pytest.mark.postgres
+async def test_a_lost_listening_connection_is_replaced(
+    postgres_event_store: SqlAlchemyEventStore, second_postgres_store: SqlAlchemyEventStore
+) -> None:
+    """Its session terminated, the watcher listens again on a new connection, wakes its
+    waiters (they may have missed notifications), and other processes wake it again."""
+    store = postgres_event_store
+    async with store.watch() as signal:
+        [first] = await _listening_pids(store)
+        before = signal.notified
+        async with store.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        with anyio.fail_after(10):
+            while True:
+                pids = await _listening_pids(store)
+                if pids not in ([], [first]) and signal.notified != before:
+                    break
+                await anyio.sleep(0.05)
+        [second] = pids
+        assert second != first
+        seen = signal.notified
+        await _register(second_postgres_store, "remote")
+        assert await signal.wait(5, since=seen)
+
+
+@pytest.mark.postgres
+async def test_an_error_inside_watch_propagates_as_itself(
+    postgres_event_store: SqlAlchemyEventStore,
+) -> None:
+    """Not wrapped in an exception group by the listener's task."""
+    with pytest.raises(LookupError, match="mine"):
+        async with postgres_event_store.watch():
+            raise LookupError("mine")
+    assert await _listening_pids(postgres_event_store) == []
+
+
+async def _listening_pids(store: SqlAlchemyEventStore) -> list[int]:
+    """The sessions whose last statement was LISTEN on this store's channel."""
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %' "
+                "AND strpos(query, :schema) > 0 ORDER BY pid"
+            ),
+            {"schema": store.tables.schema},
+        )
+    return [int(pid) for (pid,) in rows]
+
+
 async def test_another_process_appends_are_found_by_polling_on_sqlite(
     sqlite_store: SqlAlchemyEventStore,
 ) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
-import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.util import greenlet_spawn
 
 from eventcore._domain._events import EventRegistry
 from eventcore._domain._metadata import LogPosition, RecordedEvent
@@ -34,6 +32,7 @@ from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult, BeforeCommit, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
+from eventcore._sqlalchemy._listener import listening
 from eventcore._sqlalchemy._postgres_snapshots import PostgresSnapshotStore
 from eventcore._sqlalchemy._postgres_sql import PostgresSql
 from eventcore._sqlalchemy._schema import EventStoreTables
@@ -137,33 +136,10 @@ class PostgresBackend:
             with suppress(*_DRIVER_ERRORS):
                 await conn.execute(self._sql.notify, self.channel)
 
-    @asynccontextmanager
-    async def watch(self) -> AsyncIterator[AppendSignal]:
-        """Listen for other processes' appends on a dedicated connection while open."""
-        try:
-            pooled = await self._engine.raw_connection()
-        except Exception:
-            yield self.signal  # no listener: subscribers fall back to polling
-            return
-        conn = cast("asyncpg.Connection", pooled.driver_connection)
-
-        def wake(*_: object) -> None:
-            self.signal.notify()
-
-        healthy = False
-        try:
-            await conn.add_listener(self.channel, wake)
-            try:
-                yield self.signal
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await conn.remove_listener(self.channel, wake)
-                    healthy = True
-        finally:
-            # Shielded: a cancelled watcher must still give its connection back (a
-            # connection still listening is closed rather than pooled).
-            with anyio.CancelScope(shield=True):
-                await greenlet_spawn(pooled.close if healthy else pooled.invalidate)
+    def watch(self) -> AbstractAsyncContextManager[AppendSignal]:
+        """Listen for other processes' appends on a dedicated connection while open,
+        again on a new one if it is lost (see `listening`)."""
+        return listening(self._engine, self.channel, self.signal)
 
     async def _append_with_retries(
         self, conn: asyncpg.Connection, appends: Sequence[PreparedAppend]
@@ -443,6 +419,10 @@ class PostgresSession(BackendSession[asyncpg.Connection]):
         if appends:
             await self._backend.announce(self._driver)
         return results
+
+    async def announce(self) -> None:
+        """Tell other processes' relays and subscribers that something was committed."""
+        await self._backend.announce(self._driver)
 
 
 async def _fetch(
