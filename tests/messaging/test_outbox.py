@@ -15,8 +15,10 @@ from eventcore import (
     SqlAlchemyEventStore,
     UnitOfWork,
     UnitOfWorkError,
+    postgres_engine,
 )
 from eventcore._messaging._outbox import lane_of
+from eventcore.testing.pytest_plugin import postgres_url
 from tests.messaging._model import Section, SectionContract, StudentEnrolled
 
 pytestmark = pytest.mark.anyio
@@ -191,3 +193,24 @@ async def test_an_in_memory_store_refuses_mappings() -> None:
         section.take_seat("s-1")
         with pytest.raises(UnitOfWorkError, match="no outbox"):
             await uow.commit()
+
+
+@pytest.mark.postgres
+async def test_a_publish_only_unit_of_work_wakes_other_processes_relays(
+    postgres_event_store: SqlAlchemyEventStore,
+) -> None:
+    """No event is appended, yet the commit sends a `NOTIFY`: a relay in another process
+    (here, a store with an engine of its own) wakes without waiting for its poll."""
+    store = postgres_event_store
+    engine = postgres_engine(postgres_url(), pool_size=2, max_overflow=0)
+    other = SqlAlchemyEventStore(engine, tables=store.tables)
+    try:
+        async with other.watch() as signal:
+            seen = signal.notified
+            async with UnitOfWork(store) as uow:
+                uow.publish(StudentEnrolled(student_id="s-1", section_id="x", seat=1), key="x")
+                await uow.commit()
+            assert await signal.wait(5, since=seen)
+    finally:
+        await other.close()
+        await engine.dispose()

@@ -355,3 +355,7 @@ class SqliteSession(BackendSession[AsyncConnection]):
                 await self._conn.commit()
                 self._backend.signal.notify()
         return results
+
+    async def announce(self) -> None:
+        """Wake this process's relays and subscribers (others poll SQLite)."""
+        self._backend.signal.notify()

@@ -50,6 +50,8 @@ class BackendSession(Protocol):
         self, appends: Sequence[PreparedAppend], before_commit: BeforeCommit | None
     ) -> list[AppendResult]: ...
 
+    async def announce(self) -> None: ...
+
     async def rollback(self) -> None: ...
 
 
@@ -150,8 +152,8 @@ class SqlAlchemySession:
             await self._inner.rollback()
             raise
         results = await self._inner.commit_prepared(prepared, before_commit)
-        if self._wrote_messages:
-            self._signal.notify()  # wake this process's relays (appends wake others)
+        if self._wrote_messages and not prepared:
+            await self._inner.announce()  # wake the relays (an append announces itself)
         return results
 
     async def rollback(self) -> None:
