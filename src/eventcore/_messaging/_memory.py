@@ -59,13 +59,19 @@ class InMemoryBroker:
 
 
 class InMemoryQueue:
-    """A [`MessageSource`][eventcore.MessageSource] fed by an `InMemoryBroker`."""
+    """A [`MessageSource`][eventcore.MessageSource] fed by an `InMemoryBroker`.
+
+    As a broker's queue does, it delivers again, marked redelivered, what was retried
+    and what was not settled when a `deliveries()` block exited; `close()` ends the
+    iterations under way (a later `deliveries()` starts again).
+    """
 
     def __init__(self, name: str, patterns: list[str]) -> None:
         self.name = name
         self._patterns = patterns
         self._waiting: deque[tuple[Message, bool]] = deque()
         self._arrived = anyio.Event()
+        self._closings = 0
 
     def matches(self, topic: str) -> bool:
         """Whether messages on `topic` come to this queue."""
@@ -74,24 +80,40 @@ class InMemoryQueue:
     def put(self, message: Message, *, redelivered: bool = False) -> None:
         """Enqueue `message` (the broker calls this; tests may too, to redeliver)."""
         self._waiting.append((message, redelivered))
-        self._arrived.set()
+        self._wake()
 
     @asynccontextmanager
     async def deliveries(self) -> AsyncIterator[AsyncIterator[Delivery]]:
-        """Iterate the queue's messages as they arrive."""
+        """Iterate the queue's messages as they arrive, until `close()`."""
+        closings = self._closings
+        unsettled: list[_InMemoryDelivery] = []
 
         async def iterate() -> AsyncIterator[Delivery]:
-            while True:
-                while self._waiting:
-                    message, redelivered = self._waiting.popleft()
-                    yield _InMemoryDelivery(self, message, redelivered)
-                await self._arrived.wait()
-                self._arrived = anyio.Event()
+            while closings == self._closings:
+                if not self._waiting:
+                    await self._arrived.wait()
+                    continue
+                message, redelivered = self._waiting.popleft()
+                delivery = _InMemoryDelivery(self, message, redelivered)
+                unsettled.append(delivery)
+                yield delivery
 
-        yield iterate()
+        try:
+            yield iterate()
+        finally:
+            back = [(d.message, True) for d in unsettled if not d.settled]
+            self._waiting.extendleft(reversed(back))  # in front, in their order
+            if back:
+                self._wake()
 
     async def close(self) -> None:
-        """Nothing to close."""
+        """End the iterations under way."""
+        self._closings += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        self._arrived.set()
+        self._arrived = anyio.Event()
 
 
 class _InMemoryDelivery:
@@ -99,6 +121,7 @@ class _InMemoryDelivery:
         self._queue = queue
         self._message = message
         self._redelivered = redelivered
+        self.settled = False
 
     @property
     def message(self) -> Message:
@@ -109,7 +132,8 @@ class _InMemoryDelivery:
         return self._redelivered
 
     async def ack(self) -> None:
-        pass
+        self.settled = True
 
     async def retry(self, delay: float) -> None:
+        self.settled = True
         self._queue.put(self._message, redelivered=True)
