@@ -21,6 +21,7 @@ from eventcore._application._projection_worker import ProjectionWorker
 from eventcore._application._projector import OnFailure, ProjectionContext, Projector, projects
 from eventcore._application._rebuild import RebuildProgress, active_version
 from eventcore._application._relay import OutboxRelay, RelayMetrics
+from eventcore._application._replay import ReplayResult, replay_dead_letters
 from eventcore._application._repository import Repository
 from eventcore._application._retry import retry_on_conflict
 from eventcore._application._subscription import Subscription
@@ -179,6 +180,7 @@ __all__ = [
     "RebuildProgress",
     "RecordedEvent",
     "RelayMetrics",
+    "ReplayResult",
     "Repository",
     "SchemaError",
     "Snapshot",
@@ -214,6 +216,7 @@ __all__ = [
     "postgres_engine",
     "projects",
     "reacts",
+    "replay_dead_letters",
     "retry_on_conflict",
     "sqlite_engine",
     "translates",

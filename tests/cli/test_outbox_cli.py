@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import anyio
 import pytest
@@ -352,6 +353,55 @@ def test_inbox_dead_letters_are_listed_and_discarded(db: Database) -> None:
     assert inbox_dead(db, "cli_test.refusing") == []
     none = eventcore(db, "inbox", "dead-letters", "--consumer", "cli_test.refusing")
     assert ok(none) == ["no dead letters in the inbox"]
+
+
+class Flaky(Consumer, name="cli_test.flaky", max_attempts=1):
+    """Refuses the parcels in `refuse` (until they are taken out of it)."""
+
+    refuse: ClassVar[set[str]] = set()
+    taken: ClassVar[list[str]] = []
+
+    @handles
+    async def _shipped(self, event: ParcelShipped, context: ConsumerContext) -> None:
+        if event.parcel in self.refuse:
+            raise RuntimeError(f"not yet {event.parcel}")
+        self.taken.append(event.parcel)
+
+
+def test_inbox_replay_hands_the_consumer_its_dead_letters(db: Database) -> None:
+    first, second = publish(db, "p-1", "p-2")
+    Flaky.refuse, Flaky.taken = {"p-1", "p-2"}, []
+    consume(db, 2, Flaky())
+    spec = f"{__name__}:Flaky"
+
+    Flaky.refuse = {"p-2"}  # p-1's cause is fixed
+    partly = eventcore(db, "inbox", "replay", "--consumer", spec, "--all")
+    assert partly.stdout == "replayed 1 dead letters of cli_test.flaky\n"
+    assert f"{second}: RuntimeError('not yet p-2')" in partly.stderr
+    assert_one_line_error(partly, 1, "some messages were not handled (see above)")
+    assert inbox_dead(db, "cli_test.flaky") == [second]
+
+    Flaky.refuse = set()
+    done = eventcore(db, "inbox", "replay", "--consumer", spec, str(second), str(first))
+    assert done.stdout == "replayed 1 dead letters of cli_test.flaky\n"
+    assert f"not dead letters of cli_test.flaky: {first}" in done.stderr
+    assert done.exit_code == 1
+    assert inbox_dead(db, "cli_test.flaky") == []
+    assert Flaky.taken == ["p-1", "p-2"]
+
+
+def test_inbox_replay_needs_a_consumer_and_ids_or_all(sqlite_db: Database) -> None:
+    spec = f"{__name__}:Flaky"
+    neither = eventcore(sqlite_db, "inbox", "replay", "--consumer", spec)
+    assert_one_line_error(neither, 2, "give the MESSAGE_IDs to replay, or --all")
+    both = eventcore(sqlite_db, "inbox", "replay", "--consumer", spec, "--all", str(uuid.uuid4()))
+    assert_one_line_error(both, 2, "give the MESSAGE_IDs to replay, or --all")
+    wrong = eventcore(sqlite_db, "inbox", "replay", "--consumer", f"{__name__}:TOPIC", "--all")
+    assert_one_line_error(wrong, 1, "must give a Consumer", "'cli_test.parcels'")
+    failing = eventcore(
+        sqlite_db, "inbox", "replay", "--consumer", f"{__name__}:ParcelShipped", "--all"
+    )
+    assert_one_line_error(failing, 1, "calling it failed: 1 validation error for ParcelShipped")
 
 
 def test_inbox_discard_needs_message_ids(sqlite_db: Database) -> None:

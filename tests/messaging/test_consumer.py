@@ -21,6 +21,7 @@ from eventcore import (
     OutboxRelay,
     SqlAlchemyEventStore,
     handles,
+    replay_dead_letters,
 )
 from tests.messaging._model import EnrolmentLog
 from tests.messaging._wait import eventually
@@ -146,3 +147,39 @@ async def test_discard_keeps_the_attempts_of_a_message_still_retried(
     assert await store.inbox.discard("tests.retried", [message.message_id]) == 0
     attempts, dead = await store.inbox.record_failure("tests.retried", message, "x", 3)
     assert (attempts, dead) == (2, False)
+
+
+async def test_replaying_dead_letters_once_fixed_handles_them_once(
+    store: SqlAlchemyEventStore,
+) -> None:
+    broker, queue = await published_to(store)
+    consumer = EnrolmentLog()
+    consumer.fail_for.update({"s-2", "s-3"})
+    worker = ConsumerWorker(store, consumer, queue, retry_delay=0.0)
+
+    async def both_dead() -> bool:
+        return len(await store.inbox.dead_letters(EnrolmentLog.name)) == 2
+
+    async with running(worker):
+        await eventually(both_dead)
+    s2, s3 = (m.message_id for m in broker.published[1:])
+
+    consumer.fail_for = {"s-3"}  # s-2's cause is fixed, s-3's is not
+    result = await replay_dead_letters(store, consumer)
+    assert result.handled == [s2]
+    assert list(result.failed) == [s3]
+    assert "cannot handle s-3" in result.failed[s3]
+    assert [e.student_id for e in consumer.seen] == ["s-1", "s-2"]
+    [still] = await store.inbox.dead_letters(EnrolmentLog.name)
+    assert still.message.message_id == s3
+    assert still.attempts == EnrolmentLog.max_attempts + 1
+    assert await store.inbox.handled(EnrolmentLog.name, s2)
+
+    consumer.fail_for.clear()
+    assert (await replay_dead_letters(store, consumer, [s2])).skipped == {}  # not dead now
+    assert (await replay_dead_letters(store, consumer, [s3])).handled == [s3]
+    assert await store.inbox.dead_letters() == []
+    queue.put(broker.published[2], redelivered=True)  # a late redelivery: no second effect
+    async with running(worker):
+        await eventually(lambda: worker.duplicates == 1)
+    assert [e.student_id for e in consumer.seen] == ["s-1", "s-2", "s-3"]

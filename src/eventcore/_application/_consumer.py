@@ -26,7 +26,7 @@ from eventcore._messaging._encoding import decode_event
 from eventcore._messaging._message import Message
 from eventcore._persistence._store import EventStore
 
-__all__ = ["Consumer", "ConsumerContext", "ConsumerWorker", "handles"]
+__all__ = ["Consumer", "ConsumerContext", "ConsumerWorker", "Handling", "database_away", "handles"]
 
 _log = logging.getLogger("eventcore.consumers")
 _MARK = "__eventcore_handles__"
@@ -57,6 +57,13 @@ class _Inbox(Protocol):
     async def record_failure(
         self, consumer: str, message: Message, error: str, max_attempts: int
     ) -> tuple[int, bool]: ...
+
+    async def dead_letters(self, consumer: str | None = None) -> Sequence[_DeadLetter]: ...
+
+
+class _DeadLetter(Protocol):
+    @property
+    def message(self) -> Message: ...
 
 
 class ConsumerContext:
@@ -114,6 +121,64 @@ class Consumer:
         return {event.integration_type_name: (event, h) for event, h in found.items()}
 
 
+class Handling:
+    """How a consumer handles one message: in a unit of work on `store` that records the
+    message id in the inbox, with the message's correlation id, and its id as causation,
+    on what it causes."""
+
+    def __init__(
+        self, store: EventStore, consumer: Consumer, mappings: Sequence[IntegrationMapping]
+    ) -> None:
+        inbox = getattr(store, "inbox", None)
+        if inbox is None:
+            raise ConsumerError(f"{type(store).__name__} has no inbox: use a SqlAlchemyEventStore")
+        self.inbox: _Inbox = inbox
+        self._store = store
+        self._consumer = consumer
+        self._mappings = list(mappings)
+
+    def decode(self, message: Message) -> tuple[IntegrationEvent, Callable[..., Any]] | None:
+        """The event and its handler; `None` if the consumer does not handle its type.
+        Raises `MessageDecodeError` if the message does not fit the event's class."""
+        found = type(self._consumer).handlers().get(message.type)
+        if found is None:
+            return None
+        event_class, handler = found
+        return decode_event(message, event_class), handler
+
+    async def handle_once(
+        self,
+        message: Message,
+        event: IntegrationEvent,
+        handler: Callable[..., Any],
+        *,
+        replaying: bool = False,
+    ) -> bool:
+        """Run `handler` unless the inbox has the message (or, unless `replaying`, the
+        consumer gave up on it); whether it ran. Its failures are cleared on success."""
+        name, inbox = self._consumer.name, self.inbox
+        correlation = message.correlation_id or str(message.message_id)
+        with message_context(message.message_id, correlation_id=correlation):
+            async with UnitOfWork(self._store, mappings=self._mappings) as uow:
+                conn = uow.connection
+                if not await inbox.record(conn, name, message.message_id):
+                    return False
+                if not replaying and await inbox.is_dead(conn, name, message.message_id):
+                    return False  # a late redelivery of a message given up on
+                await handler(self._consumer, event, ConsumerContext(message, uow))
+                await inbox.clear_failures(conn, name, message.message_id)
+                await uow.commit()
+        return True
+
+    async def record_failure(
+        self, message: Message, error: Exception, max_attempts: int
+    ) -> tuple[int, bool]:
+        """Count a failed attempt (see `SqlAlchemyInbox.record_failure`)."""
+        return await self.inbox.record_failure(
+            self._consumer.name, message, repr(error), max_attempts
+        )
+
+
 class ConsumerWorker:
     """Feeds a `Consumer` the messages of a `MessageSource`, one transaction each.
 
@@ -138,14 +203,9 @@ class ConsumerWorker:
         mappings: Sequence[IntegrationMapping] = (),
         retry_delay: float = 1.0,
     ) -> None:
-        inbox = getattr(store, "inbox", None)
-        if inbox is None:
-            raise ConsumerError(f"{type(store).__name__} has no inbox: use a SqlAlchemyEventStore")
-        self._store = store
-        self._inbox: _Inbox = inbox
+        self._handling = Handling(store, consumer, mappings)
         self._consumer = consumer
         self._source = source
-        self._mappings = list(mappings)
         self._retry_delay = retry_delay
         self.handled = 0
         """Messages handled (duplicates and dead ones not counted)."""
@@ -179,20 +239,18 @@ class ConsumerWorker:
     async def handle(self, delivery: Delivery) -> None:
         """Handle one delivery and settle it with the broker."""
         message = delivery.message
-        found = type(self._consumer).handlers().get(message.type)
-        if found is None:
-            await delivery.ack()
-            return
-        event_class, handler = found
         try:
-            event = decode_event(message, event_class)
+            decoded = self._handling.decode(message)
         except MessageDecodeError as error:
             await self._give_up(delivery, error, max_attempts=1)
             return
+        if decoded is None:  # a type this consumer does not handle
+            await delivery.ack()
+            return
         try:
-            done = await self._handle_once(message, event, handler)
+            done = await self._handling.handle_once(message, *decoded)
         except Exception as error:
-            if _database_away(error):  # the database, not the message: do not count it
+            if database_away(error):  # the database, not the message: do not count it
                 _log.warning("consumer %s: database error: %s", self._consumer.name, error)
                 await delivery.retry(self._retry_delay)
             else:
@@ -204,29 +262,10 @@ class ConsumerWorker:
             self.duplicates += 1
         await delivery.ack()
 
-    async def _handle_once(
-        self, message: Message, event: IntegrationEvent, handler: Callable[..., Any]
-    ) -> bool:
-        name = self._consumer.name
-        correlation = message.correlation_id or str(message.message_id)
-        with message_context(message.message_id, correlation_id=correlation):
-            async with UnitOfWork(self._store, mappings=self._mappings) as uow:
-                conn = uow.connection
-                if not await self._inbox.record(conn, name, message.message_id):
-                    return False
-                if await self._inbox.is_dead(conn, name, message.message_id):
-                    return False  # a late redelivery of a message given up on
-                await handler(self._consumer, event, ConsumerContext(message, uow))
-                await self._inbox.clear_failures(conn, name, message.message_id)
-                await uow.commit()
-        return True
-
     async def _give_up(self, delivery: Delivery, error: Exception, *, max_attempts: int) -> None:
         message, name = delivery.message, self._consumer.name
         try:
-            attempts, dead = await self._inbox.record_failure(
-                name, message, repr(error), max_attempts
-            )
+            attempts, dead = await self._handling.record_failure(message, error, max_attempts)
         except StoreError as failure:  # cannot count it: let the broker deliver it again
             _log.warning("consumer %s: cannot record a failure: %s", name, failure)
             await delivery.retry(self._retry_delay)
@@ -242,7 +281,7 @@ class ConsumerWorker:
             await delivery.retry(self._retry_delay * 2 ** (attempts - 1))
 
 
-def _database_away(error: Exception) -> bool:
+def database_away(error: Exception) -> bool:
     """Whether `error` says the database is unavailable (rather than the handler failed)."""
     if isinstance(error, StoreError):
         return True

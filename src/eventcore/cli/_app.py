@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 
 import click
 
-from eventcore import Projector
+from eventcore import Consumer, Projector
 
-__all__ = ["DEFAULT_ATTRIBUTE", "load_projectors", "select"]
+__all__ = ["DEFAULT_ATTRIBUTE", "load_consumer", "load_projectors", "select"]
 
 DEFAULT_ATTRIBUTE = "projectors"
 
@@ -35,6 +35,29 @@ def load_projectors(spec: str | None) -> list[Projector]:
     if callable(value):
         value = value()
     return _checked(value, spec)
+
+
+def load_consumer(spec: str) -> Consumer:
+    """The consumer that `spec` (`module:attribute`) names: a `Consumer`, or a callable
+    taking no arguments that returns one (a `Consumer` subclass, say)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise click.UsageError(f"--consumer {spec!r}: expected module:attribute")
+    value = getattr(_import(module_name, spec), attribute, None)
+    if callable(value) and not isinstance(value, Consumer):
+        try:
+            value = value()
+        except Exception as error:
+            message = " ".join(repr(error).split())
+            raise click.ClickException(
+                f"--consumer {spec!r}: calling it failed: {message}"
+            ) from None
+    if not isinstance(value, Consumer):
+        raise click.ClickException(
+            f"--consumer {spec!r} must give a Consumer (or a class or function returning "
+            f"one), got {value!r}"
+        )
+    return value
 
 
 def select(projectors: Sequence[Projector], names: Iterable[str]) -> list[Projector]:

@@ -6,7 +6,8 @@ import uuid
 
 import click
 
-from eventcore import InboxDeadLetter
+from eventcore import InboxDeadLetter, ReplayResult, replay_dead_letters
+from eventcore.cli._app import load_consumer
 from eventcore.cli._connection import Settings, open_store, pass_settings
 from eventcore.cli._outbox import as_json_option, when
 from eventcore.cli._output import echo_json, echo_table, message_json, one_line
@@ -71,6 +72,43 @@ def discard(settings: Settings, consumer: str, message_ids: tuple[uuid.UUID, ...
         raise click.ClickException(
             f"{len(wanted) - count} of the messages given are not dead letters of {consumer}"
         )
+
+
+@inbox.command()
+@click.option(
+    "--consumer",
+    "spec",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="The consumer: a Consumer instance, or a class or function returning one.",
+)
+@click.argument("message_ids", nargs=-1, type=click.UUID, metavar="[MESSAGE_ID...]")
+@click.option("--all", "every", is_flag=True, help="Replay all of the consumer's dead letters.")
+@pass_settings
+def replay(settings: Settings, spec: str, message_ids: tuple[uuid.UUID, ...], every: bool) -> None:
+    """Hand the consumer the MESSAGE_IDs it gave up on (or --all), once the cause is fixed.
+
+    Each runs in its own transaction, as a delivery would, and leaves the dead letters
+    when handled; one that fails again stays there. Exits with status 1 if some failed
+    or were not handled.
+    """
+    if every == bool(message_ids):
+        raise click.UsageError("give the MESSAGE_IDs to replay, or --all")
+    consumer = load_consumer(spec)
+
+    async def replay_them() -> ReplayResult:
+        async with open_store(settings) as store:
+            return await replay_dead_letters(store, consumer, None if every else message_ids)
+
+    result = run(replay_them)
+    click.echo(f"replayed {len(result.handled)} dead letters of {consumer.name}")
+    for message_id, reason in {**result.failed, **result.skipped}.items():
+        click.echo(f"{message_id}: {one_line(reason)}", err=True)
+    missing = set(message_ids) - set(result.handled) - set(result.failed) - set(result.skipped)
+    if missing:
+        click.echo(f"not dead letters of {consumer.name}: {', '.join(map(str, missing))}", err=True)
+    if result.failed or result.skipped or missing:
+        raise click.ClickException("some messages were not handled (see above)")
 
 
 def _letter_row(letter: InboxDeadLetter) -> list[str]:
