@@ -72,11 +72,11 @@ async def _in_one_process(
             matched = await _caught_up(
                 registration, records, section_id, leaving, joining, catch_up_timeout
             )
-            print(
-                f"Outbox relay published {relay.metrics.published} messages; records "
-                f"handled {worker.handled}, skipped {worker.duplicates} duplicates."
-            )
-            services.cancel_scope.cancel()
+            services.cancel_scope.cancel()  # the relay records its last batch as it stops
+        print(
+            f"Outbox relay published {relay.metrics.published} messages; records "
+            f"handled {worker.handled}, skipped {worker.duplicates} duplicates."
+        )
     finally:
         await publisher.close()
         await source.close()

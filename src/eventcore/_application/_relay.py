@@ -42,7 +42,8 @@ class RelayMetrics:
     """What one relay has done since it started (see also `OutboxRelay.status()`)."""
 
     published: int
-    """Messages the broker confirmed."""
+    """Messages the broker confirmed, counted once recorded as sent (a batch is recorded
+    while the next one is published, or when the relay goes idle or stops)."""
     failed: int
     """Publish attempts that failed (each is retried, or dead-lettered)."""
     dead: int
