@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,14 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._messaging._message import Message
 from eventcore._messaging._outbox import (
-    LANES,
     OutboxEntry,
     OutboxStatus,
     Settlement,
     lane_of,
 )
 from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._outbox_lanes import OutboxLanes
 from eventcore._sqlalchemy._schema import EventStoreTables
+from eventcore._sqlalchemy._transaction import transaction
 
 __all__ = ["SqlAlchemyOutbox", "in_order"]
 
@@ -50,8 +51,7 @@ class SqlAlchemyOutbox:
     def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
         self._engine = engine
         self._t = t = tables.outbox
-        self._lanes = tables.outbox_lanes
-        self._relays = tables.outbox_relays
+        self._lane_leases = OutboxLanes(engine, tables)
         self._columns = (
             t.c.position,
             t.c.message_id,
@@ -106,37 +106,11 @@ class SqlAlchemyOutbox:
 
     async def claim_lanes(self, relay_id: str, lease: timedelta) -> list[int]:
         """Register `relay_id` as alive and return the lanes it owns now (see `Outbox`)."""
-        now = datetime.now(UTC)
-        until = now + lease
-        async with self._begin("cannot claim outbox lanes") as conn:
-            await self._heartbeat(conn, relay_id, now, until)
-            live = await conn.scalar(select(func.count()).where(self._relays.c.seen_until >= now))
-            quota = math.ceil(LANES / max(int(live or 1), 1))
-            owned = await self._owned(conn, relay_id, now)
-            kept, extra = owned[:quota], owned[quota:]
-            lanes = self._lanes
-            if extra:
-                await conn.execute(
-                    update(lanes)
-                    .where(lanes.c.lane.in_(extra))
-                    .values(owner=None, lease_until=None)
-                )
-            if kept:
-                await conn.execute(
-                    update(lanes).where(lanes.c.lane.in_(kept)).values(lease_until=until)
-                )
-            if len(kept) < quota:
-                kept += await self._take_free(conn, relay_id, now, until, quota - len(kept))
-        return sorted(kept)
+        return await self._lane_leases.claim(relay_id, lease)
 
     async def release_lanes(self, relay_id: str) -> None:
         """Give up `relay_id`'s lanes and registration (at shutdown)."""
-        lanes, relays = self._lanes, self._relays
-        async with self._begin("cannot release outbox lanes") as conn:
-            await conn.execute(
-                update(lanes).where(lanes.c.owner == relay_id).values(owner=None, lease_until=None)
-            )
-            await conn.execute(relays.delete().where(relays.c.relay_id == relay_id))
+        await self._lane_leases.release(relay_id)
 
     async def claim(
         self,
@@ -245,19 +219,7 @@ class SqlAlchemyOutbox:
         A lease in the past has run out: the owner stalled or died, and the next relay
         to renew its lanes takes the lane over. Lanes missing here have no owner.
         """
-        lanes = self._lanes
-        query = select(lanes.c.lane, lanes.c.owner, lanes.c.lease_until).where(
-            lanes.c.owner.is_not(None), lanes.c.lease_until.is_not(None)
-        )
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query.order_by(lanes.c.lane))).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read the outbox lanes", error) from error
-        owners: dict[int, tuple[str, datetime]] = {}
-        for lane, owner, until in rows:  # SQLite gives naive datetimes back
-            owners[lane] = (owner, until if until.tzinfo else until.replace(tzinfo=UTC))
-        return owners
+        return await self._lane_leases.owners()
 
     async def dead_letters(self, limit: int = 100) -> list[OutboxEntry]:
         """The messages given up on, oldest first."""
@@ -337,53 +299,8 @@ class SqlAlchemyOutbox:
             return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
         return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
-    async def _heartbeat(
-        self, conn: AsyncConnection, relay_id: str, now: datetime, until: datetime
-    ) -> None:
-        relays = self._relays
-        await conn.execute(relays.delete().where(relays.c.seen_until < now))
-        renewed = await conn.execute(
-            update(relays).where(relays.c.relay_id == relay_id).values(seen_until=until)
-        )
-        if not renewed.rowcount:
-            await conn.execute(insert(relays).values(relay_id=relay_id, seen_until=until))
-        missing = await conn.scalar(select(func.count()).select_from(self._lanes))
-        if missing != LANES:  # first run: create the lanes
-            known = set((await conn.execute(select(self._lanes.c.lane))).scalars())
-            fresh = [{"lane": lane} for lane in range(LANES) if lane not in known]
-            if fresh:
-                await conn.execute(insert(self._lanes), fresh)
-
-    async def _owned(self, conn: AsyncConnection, relay_id: str, now: datetime) -> list[int]:
-        lanes = self._lanes
-        query = (
-            select(lanes.c.lane)
-            .where(lanes.c.owner == relay_id, lanes.c.lease_until >= now)
-            .order_by(lanes.c.lane)
-        )
-        return list((await conn.execute(query)).scalars())
-
-    async def _take_free(
-        self, conn: AsyncConnection, relay_id: str, now: datetime, until: datetime, count: int
-    ) -> list[int]:
-        lanes = self._lanes
-        free = (
-            select(lanes.c.lane)
-            .where(or_(lanes.c.owner.is_(None), lanes.c.lease_until < now))
-            .order_by(lanes.c.lane)
-            .limit(count)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            update(lanes)
-            .where(lanes.c.lane.in_(free.scalar_subquery()))
-            .values(owner=relay_id, lease_until=until)
-            .returning(lanes.c.lane)
-        )
-        return list((await conn.execute(statement)).scalars())
-
-    def _begin(self, what: str) -> _Transaction:
-        return _Transaction(self._engine, what)
+    def _begin(self, what: str) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self._engine, what)
 
     async def _run(
         self, conn: AsyncConnection, statement: Any, what: str, params: Any = None
@@ -392,28 +309,6 @@ class SqlAlchemyOutbox:
             await conn.execute(statement, params)
         except SQLAlchemyError as error:
             raise _error(what, error) from error
-
-
-class _Transaction:
-    """`engine.begin()` whose database errors become eventcore's `StoreError`s."""
-
-    def __init__(self, engine: AsyncEngine, what: str) -> None:
-        self._context = engine.begin()
-        self._what = what
-
-    async def __aenter__(self) -> AsyncConnection:
-        try:
-            return await self._context.__aenter__()
-        except SQLAlchemyError as error:
-            raise _error(self._what, error) from error
-
-    async def __aexit__(self, *exc: Any) -> None:
-        try:
-            await self._context.__aexit__(*exc)
-        except SQLAlchemyError as error:
-            raise _error(self._what, error) from error
-        if isinstance(exc[1], SQLAlchemyError):
-            raise _error(self._what, exc[1]) from exc[1]
 
 
 def in_order(candidates: set[int], queued: Sequence[Any], passable: set[int]) -> list[int]:
