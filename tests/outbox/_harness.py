@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import anyio
 from sqlalchemy import Table, select
 
-from eventcore import ConsumerWorker, Delivery, Message, MessageSource, SqlAlchemyEventStore
+from eventcore import (
+    ConsumerWorker,
+    Delivery,
+    Message,
+    MessageSource,
+    OutboxStatus,
+    SqlAlchemyEventStore,
+)
 from tests.outbox._model import EffectsConsumer, Entry, LedgerContract, entry_of, record_entries
 
 Row = tuple[uuid.UUID, str, int]
@@ -143,6 +150,25 @@ async def all_handled(
 
     await until(complete, seconds, missing)
     return rows
+
+
+async def all_recorded(
+    store: SqlAlchemyEventStore, committed: Sequence[Entry], seconds: float = 20
+) -> None:
+    """Wait until the outbox has recorded every committed message as sent.
+
+    A message can be handled before that: its relay records a batch as sent while it
+    publishes the next, and the message of a relay that died or was cancelled
+    mid-batch is published again by another one once its claim has run out.
+    """
+    status: OutboxStatus | None = None
+
+    async def complete() -> bool:
+        nonlocal status
+        status = await store.outbox.status()
+        return (status.sent, status.pending, status.dead) == (len(committed), 0, 0)
+
+    await until(complete, seconds, lambda: f"{len(committed)} committed; outbox: {status}")
 
 
 async def assert_exactly_once(

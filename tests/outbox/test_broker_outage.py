@@ -14,6 +14,7 @@ from tests.outbox._brokers import BrokerNames
 from tests.outbox._harness import (
     Producer,
     all_handled,
+    all_recorded,
     assert_exactly_once,
     consuming,
     first_arrivals,
@@ -72,6 +73,7 @@ async def test_a_broker_outage_delays_messages_but_loses_and_kills_none(
                 producing = False
                 await produced.wait()
                 await all_handled(store, effects, producer.committed)
+                await all_recorded(store, producer.committed)
                 group.cancel_scope.cancel()
         await publisher.close()
 

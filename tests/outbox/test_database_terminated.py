@@ -25,6 +25,7 @@ from tests.outbox._brokers import BrokerNames
 from tests.outbox._harness import (
     Producer,
     all_handled,
+    all_recorded,
     assert_exactly_once,
     consuming,
     first_arrivals,
@@ -105,6 +106,7 @@ async def test_a_relay_whose_database_sessions_are_terminated_recovers_and_loses
                     await producer.round()
                 await producer.round()  # and some more once the terminations are over
                 await all_handled(store, effects, producer.committed)
+                await all_recorded(store, producer.committed)
                 group.cancel_scope.cancel()
     finally:
         await publisher.close()

@@ -13,6 +13,7 @@ from tests.outbox._brokers import BrokerNames
 from tests.outbox._harness import (
     Producer,
     all_handled,
+    all_recorded,
     assert_exactly_once,
     consuming,
     first_arrivals,
@@ -39,6 +40,7 @@ async def test_commands_reach_the_read_model_exactly_once(
             group.start_soon(relay.run)
             await producer.rounds(5)
             await all_handled(store, effects, producer.committed)
+            await all_recorded(store, producer.committed)
             group.cancel_scope.cancel()
     await publisher.close()
 

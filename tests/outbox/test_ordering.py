@@ -16,6 +16,7 @@ from tests.outbox._brokers import BrokerNames
 from tests.outbox._harness import (
     Producer,
     all_handled,
+    all_recorded,
     assert_exactly_once,
     consuming,
     first_arrivals,
@@ -84,6 +85,7 @@ async def test_each_keys_messages_arrive_in_order_through_several_relays(
             a_running.cancel()  # relay a leaves: its lanes move to b and c
             await producer.rounds(2)
             await all_handled(store, effects, producer.committed)
+            await all_recorded(store, producer.committed)
             group.cancel_scope.cancel()
     for relay in (relay_a, relay_b):
         await relay.publisher.close()

@@ -14,6 +14,7 @@ from tests.outbox._brokers import BrokerNames
 from tests.outbox._harness import (
     Producer,
     all_handled,
+    all_recorded,
     assert_exactly_once,
     consuming,
     first_arrivals,
@@ -87,6 +88,7 @@ async def test_a_relay_killed_mid_batch_again_and_again_loses_nothing(
             await produced.wait()  # the round under way is committed
             group.start_soon(final.run)
             await all_handled(store, effects, producer.committed)
+            await all_recorded(store, producer.committed)
             group.cancel_scope.cancel()
     await publisher.close()
 
