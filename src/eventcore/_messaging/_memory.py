@@ -86,7 +86,7 @@ class InMemoryQueue:
     async def deliveries(self) -> AsyncIterator[AsyncIterator[Delivery]]:
         """Iterate the queue's messages as they arrive, until `close()`."""
         closings = self._closings
-        unsettled: list[_InMemoryDelivery] = []
+        unsettled: dict[_InMemoryDelivery, None] = {}  # in delivery order
 
         async def iterate() -> AsyncIterator[Delivery]:
             while closings == self._closings:
@@ -94,14 +94,14 @@ class InMemoryQueue:
                     await self._arrived.wait()
                     continue
                 message, redelivered = self._waiting.popleft()
-                delivery = _InMemoryDelivery(self, message, redelivered)
-                unsettled.append(delivery)
+                delivery = _InMemoryDelivery(self, message, redelivered, unsettled)
+                unsettled[delivery] = None
                 yield delivery
 
         try:
             yield iterate()
         finally:
-            back = [(d.message, True) for d in unsettled if not d.settled]
+            back = [(d.message, True) for d in unsettled]
             self._waiting.extendleft(reversed(back))  # in front, in their order
             if back:
                 self._wake()
@@ -117,11 +117,17 @@ class InMemoryQueue:
 
 
 class _InMemoryDelivery:
-    def __init__(self, queue: InMemoryQueue, message: Message, redelivered: bool) -> None:
+    def __init__(
+        self,
+        queue: InMemoryQueue,
+        message: Message,
+        redelivered: bool,
+        unsettled: dict[_InMemoryDelivery, None],
+    ) -> None:
         self._queue = queue
         self._message = message
         self._redelivered = redelivered
-        self.settled = False
+        self._unsettled = unsettled
 
     @property
     def message(self) -> Message:
@@ -132,8 +138,8 @@ class _InMemoryDelivery:
         return self._redelivered
 
     async def ack(self) -> None:
-        self.settled = True
+        self._unsettled.pop(self, None)
 
     async def retry(self, delay: float) -> None:
-        self.settled = True
+        self._unsettled.pop(self, None)
         self._queue.put(self._message, redelivered=True)
