@@ -28,6 +28,8 @@ from eventcore._exceptions import (
     StoreError,
 )
 from eventcore._persistence._codec import PreparedAppend
+from eventcore._persistence._payload_cipher import PayloadCipher
+from eventcore._persistence._sealed_snapshots import key_ids_in
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult, BeforeCommit, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
@@ -86,10 +88,22 @@ def _translated_errors() -> Iterator[None]:
 class PostgresBackend:
     """Appends and reads for `SqlAlchemyEventStore` on PostgreSQL with asyncpg."""
 
-    def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: EventStoreTables,
+        registry: EventRegistry,
+        cipher: PayloadCipher | None = None,
+    ):
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
         self._registry = registry
+        self._cipher = cipher  # opens sealed personal data on read (None: the store has none)
+        events = tables.qualified(tables.events)
+        self._sealed_payloads = (
+            f"SELECT data::text FROM {events} WHERE stream_id = $1 AND version > $2 "
+            "AND version <= $3 AND data::text LIKE '%\"eventcore:pii\"%'"
+        )
         # Keep at most half the pool, so units of work always find connections there.
         pool_size = getattr(engine.pool, "size", lambda: 2)()
         self._lease = ConnectionLease(engine, keep=pool_size // 2)
@@ -271,15 +285,30 @@ class PostgresBackend:
             rows = await self._lease.run(partial(_fetch, query=query, args=args))
         else:
             rows = await _fetch(conn, query=query, args=args)
-        return self._decode_stream(stream_id, rows)
-
-    def _decode_stream(self, stream_id: str, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
+        if self._cipher is not None:
+            opened = await self._open(rows)
+            return [
+                self._decode(stream_id, row, 0, data)
+                for row, data in zip(rows, opened, strict=True)
+            ]
         return [self._decode(stream_id, row) for row in rows]
 
+    async def _open(self, rows: list[asyncpg.Record]) -> list[Any]:
+        assert self._cipher is not None
+        return await self._cipher.reveal([(row[0], row[7]) for row in rows])
+
+    async def stream_key_ids(self, stream_id: str, after: int, up_to: int) -> set[str]:
+        """The data keys sealing personal data in `stream_id`'s versions `after`+1..`up_to`."""
+        args = (stream_id, after, up_to)
+        rows = await self._lease.run(partial(_fetch, query=self._sealed_payloads, args=args))
+        return key_ids_in(row[0] for row in rows)
+
     def _decode(
-        self, stream_id: str, row: asyncpg.Record, transaction_id: int = 0
+        self, stream_id: str, row: asyncpg.Record, transaction_id: int = 0, opened: Any = None
     ) -> RecordedEvent:
         event_id, stream_type, version, position, at, etype, sv, data, meta = row[:9]
+        if opened is not None:
+            data = opened
         event = self._registry.decode(etype, sv, data, stream_id, version)
         return RecordedEvent(
             event, event_id, stream_id, stream_type, version, position, at, etype, sv, meta,
@@ -316,6 +345,11 @@ class PostgresBackend:
         )
         rows = await self._lease.run(partial(_fetch, query=self._sql.read_log, args=args))
         # The log's rows end with the stream id and the transaction id.
+        if self._cipher is not None:
+            opened = await self._open(rows)
+            return [
+                self._decode(r[9], r, r[10], data) for r, data in zip(rows, opened, strict=True)
+            ]
         return [self._decode(row[9], row, row[10]) for row in rows]
 
     async def read_all(
@@ -336,8 +370,9 @@ class PostgresBackend:
                     _fetch, query=self._sql.read_all, args=(position, batch_size, types, streams)
                 )
             )
-            for row in rows:
-                yield self._decode(row[9], row)  # the log's rows end with the stream id
+            opened = await self._open(rows) if self._cipher is not None else [None] * len(rows)
+            for row, data in zip(rows, opened, strict=True):
+                yield self._decode(row[9], row, 0, data)  # the log's rows end with the stream id
             if len(rows) < batch_size:
                 return
             position = rows[-1][3]
