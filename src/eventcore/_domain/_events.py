@@ -95,8 +95,6 @@ class EventRegistry:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         # type name -> (current version, fast JSON validator of the class)
         self._decoders: dict[str, tuple[int, Callable[[str | bytes], Any]]] = {}
-        # type name -> validator of the class for decoded JSON (decrypted payloads)
-        self._python_decoders: dict[str, Callable[[Any], Any]] = {}
 
     def register(self, cls: type[DomainEvent], *, aliases: Iterable[str] = ()) -> None:
         """Register `cls` under its `event_type_name` and each of `aliases`."""
@@ -109,7 +107,6 @@ class EventRegistry:
                 cls.event_schema_version,
                 cls.__pydantic_validator__.validate_json,
             )
-            self._python_decoders[name] = cls.__pydantic_validator__.validate_python
 
     def register_upcaster(self, type_name: str, from_version: int, upcast: Upcaster) -> None:
         """Register `upcast` to turn `type_name` payloads of `from_version` into the next one."""
@@ -138,15 +135,13 @@ class EventRegistry:
         self,
         type_name: str,
         schema_version: int,
-        payload: str | bytes | dict[str, Any],
+        payload: str | bytes,
         stream_id: str = "?",
         version: int = 0,
     ) -> DomainEvent:
         """Decode a stored payload into its event class, upcasting older versions.
 
-        The payload is JSON text, or the JSON object already parsed (a payload whose
-        personal data was decrypted). `stream_id` and `version` say where the payload
-        came from, for error messages.
+        `stream_id` and `version` say where the payload came from, for error messages.
         """
         try:
             current, validate_json = self._decoders[type_name]
@@ -154,9 +149,6 @@ class EventRegistry:
             raise UnknownEventTypeError(type_name) from None
         try:
             if schema_version == current:
-                if isinstance(payload, dict):
-                    decoded: DomainEvent = self._python_decoders[type_name](payload)
-                    return decoded
                 event: DomainEvent = validate_json(payload)
                 return event
             return self._decode_other_version(type_name, schema_version, current, payload)
@@ -170,13 +162,13 @@ class EventRegistry:
             ) from error
 
     def _decode_other_version(
-        self, type_name: str, stored: int, current: int, payload: str | bytes | dict[str, Any]
+        self, type_name: str, stored: int, current: int, payload: str | bytes
     ) -> DomainEvent:
         if stored > current:
             raise UnknownEventVersionError(
                 type_name, stored, current, "it was written by newer code"
             )
-        data = payload if isinstance(payload, dict) else json.loads(payload)
+        data = json.loads(payload)
         if not isinstance(data, dict):
             raise json.JSONDecodeError("payload is not a JSON object", str(payload), 0)
         for version in range(stored, current):

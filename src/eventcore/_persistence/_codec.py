@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from eventcore._domain._events import EventRegistry
 from eventcore._domain._metadata import (
@@ -152,7 +152,7 @@ def decode_row(
     recorded_at: datetime,
     event_type: str,
     schema_version: int,
-    data: str | bytes | dict[str, Any],
+    data: str | bytes,
     metadata: str | None,
 ) -> RecordedEvent:
     """Build a `RecordedEvent` from a stored row, upcasting the payload if needed."""

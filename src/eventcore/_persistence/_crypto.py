@@ -4,7 +4,8 @@ The `cryptography` package is an optional extra (`eventcore[personal-data]`): it
 imported when a key is first used, and its absence is a clear `PersonalDataError`.
 
 A sealed field value is a JSON object standing where the value was:
-`{"eventcore:pii": "<data key id>.<base64 of nonce + ciphertext + tag>", "r": <replacement>}`.
+`{"eventcore:pii": "<data key id>.<base64 of nonce + ciphertext + tag>[.<base64 of the
+replacement's JSON>]"}`.
 The ciphertext's associated data is the owner's id (the event's or message's id) and the
 field's name, so a value moved to another event or field fails authentication.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import os
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +30,19 @@ __all__ = [
     "MARK",
     "MARK_BYTES",
     "MARK_TEXT",
+    "SEALED_KEY_IDS",
+    "SEALED_VALUE",
     "SNAPSHOT_MARK",
     "aead",
     "derive_key",
-    "envelope_key_id",
-    "is_envelope",
+    "field_before",
     "new_key",
     "open_bytes",
-    "open_value",
+    "open_text",
+    "replacement_of",
     "seal_bytes",
     "seal_value",
+    "tampered",
 ]
 
 KEY_BYTES = 32  # AES-256
@@ -46,12 +51,10 @@ MARK = "eventcore:pii"
 MARK_TEXT = f'"{MARK}"'
 MARK_BYTES = MARK_TEXT.encode()
 SNAPSHOT_MARK = "eventcore:sealed-snapshot"
-_KEY_ID_HEX = 32
 _urandom = os.urandom
 _b2a = binascii.b2a_base64
 _a2b = binascii.a2b_base64
 _to_json = pydantic_core.to_json
-_from_json = pydantic_core.from_json
 
 
 def _aesgcm_class() -> type[AESGCM]:
@@ -105,39 +108,53 @@ def open_bytes(cipher: AESGCM, sealed: bytes, associated: bytes, where: str) -> 
 def seal_value(
     cipher: AESGCM, key_id: str, owner: bytes, field: str, value: Any, replacement: Any
 ) -> dict[str, Any]:
-    """The envelope that stands for `value` (any JSON value) of `field` at rest."""
+    """The envelope that stands for `value` (any JSON value) of `field` at rest.
+
+    One string: `<key id>.<base64 sealed>` and, unless the replacement is `null`,
+    `.<base64 of the replacement's JSON>` (readable without the key).
+    """
     sealed = seal_bytes(cipher, _to_json(value), owner + field.encode())
-    envelope: dict[str, Any] = {MARK: f"{key_id}.{_b2a(sealed, newline=False).decode()}"}
+    text = f"{key_id}.{_b2a(sealed, newline=False).decode()}"
     if replacement is not None:
-        envelope["r"] = replacement
-    return envelope
+        text += f".{_b2a(_to_json(replacement), newline=False).decode()}"
+    return {MARK: text}
 
 
-def is_envelope(value: object) -> bool:
-    """Whether a payload's value is a sealed field value."""
-    return type(value) is dict and MARK in value
+SEALED_VALUE = re.compile(
+    r'\{\s*"eventcore:pii":\s*"([0-9a-f]{32})\.([A-Za-z0-9+/=]+)(?:\.([A-Za-z0-9+/=]+))?"\s*\}'
+)
+"""A sealed value in JSON text (compact, or as PostgreSQL writes it); groups: the key
+id, the sealed value, the replacement (or none)."""
+
+SEALED_KEY_IDS = re.compile(r'"eventcore:pii":\s*"([0-9a-f]{32})\.')
+"""The key ids of the sealed values in JSON text."""
 
 
-def envelope_key_id(envelope: dict[str, Any], where: str) -> str:
-    """The id (hex) of the data key that sealed `envelope`."""
-    text = envelope.get(MARK)
-    if not isinstance(text, str) or len(text) < _KEY_ID_HEX + 2 or text[_KEY_ID_HEX] != ".":
-        raise TamperedDataError(where, "malformed envelope")
-    return text[:_KEY_ID_HEX]
+def field_before(text: str, start: int) -> str:
+    """The name of the field whose value starts at `start` in `text` (`"name": ` before)."""
+    end = text.rfind('"', 0, start)
+    return text[text.rfind('"', 0, end) + 1 : end]
 
 
-def open_value(
-    cipher: AESGCM | None, envelope: dict[str, Any], owner: bytes, field: str, where: str
-) -> Any:
-    """The value sealed in `envelope`, or its replacement when the key is gone (`None`)."""
-    if cipher is None:
-        return envelope.get("r")
-    text: str = envelope[MARK]
-    try:
-        sealed = _a2b(text[_KEY_ID_HEX + 1 :])
-    except binascii.Error:
-        raise TamperedDataError(where, "malformed envelope") from None
-    return _from_json(open_bytes(cipher, sealed, owner + field.encode(), where))
+def replacement_of(encoded: str | None) -> str:
+    """The JSON text of a sealed value's replacement (`null` when it has none)."""
+    return "null" if encoded is None else _a2b(encoded).decode()
+
+
+def open_text(cipher: AESGCM, sealed: str, associated: bytes) -> str:
+    """The JSON text sealed in `sealed` (base64); raises what `tampered` explains."""
+    raw = _a2b(sealed)
+    return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], associated).decode()
+
+
+def tampered(error: Exception, owner: bytes, field: str) -> Exception:
+    """The error to raise for `error` met opening `field` of `owner` (built only then)."""
+    where = f"{uuid.UUID(bytes=owner)} field {field!r}"
+    if isinstance(error, _invalid_tag()):
+        return TamperedDataError(where)
+    if isinstance(error, binascii.Error | ValueError | TypeError | UnicodeDecodeError):
+        return TamperedDataError(where, "malformed envelope")
+    return error
 
 
 def derive_key(keys: list[bytes], info: bytes) -> bytes:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
@@ -317,7 +316,7 @@ class InMemoryEventStore:
         payloads = await self._cipher.reveal([(r.encoded.event_id, r.encoded.data) for r in rows])
         return [self._decode(row, data) for row, data in zip(rows, payloads, strict=True)]
 
-    def _decode(self, row: _Row, data: str | bytes | dict[str, Any]) -> RecordedEvent:
+    def _decode(self, row: _Row, data: str | bytes) -> RecordedEvent:
         e = row.encoded
         return decode_row(
             self._registry,

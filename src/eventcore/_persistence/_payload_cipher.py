@@ -8,10 +8,12 @@ without sealed values pass through untouched, without being parsed.
 
 from __future__ import annotations
 
+import binascii
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
@@ -22,16 +24,23 @@ from eventcore._persistence._crypto import (
     MARK,
     MARK_BYTES,
     MARK_TEXT,
-    envelope_key_id,
-    open_value,
+    SEALED_KEY_IDS,
+    SEALED_VALUE,
+    field_before,
+    replacement_of,
     seal_value,
+    tampered,
 )
 from eventcore._persistence._personal_data import PersonalDataKeys, check_subject_id
 from eventcore._persistence._store import StreamAppend
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 __all__ = ["PayloadCipher", "Sealable", "has_sealed_values"]
 
 _from_json = pydantic_core.from_json
+_a2b = binascii.a2b_base64
 _to_json = pydantic_core.to_json
 
 Sealable = tuple[PersonalSchema, uuid.UUID, "str | bytes", str]
@@ -122,53 +131,68 @@ class PayloadCipher:
             out.append(_to_json(data).decode())
         return out
 
-    async def reveal(
-        self, items: Sequence[tuple[uuid.UUID, str | bytes]]
-    ) -> list[str | bytes | dict[str, Any]]:
-        """Each `(owner id, payload)`'s payload, parsed and opened where it was sealed.
+    async def reveal(self, items: Sequence[tuple[uuid.UUID, str | bytes]]) -> list[str | bytes]:
+        """Each `(owner id, payload)`'s payload with its sealed values opened (JSON text).
 
-        Payloads without sealed values come back as they are; opened ones as dicts
-        (what [`EventRegistry.decode`][eventcore.EventRegistry.decode] also takes).
+        A value whose key is gone (a forgotten subject) becomes its replacement.
+        Payloads without sealed values come back as they are, unparsed.
         """
-        out: list[str | bytes | dict[str, Any]] = [payload for _, payload in items]
-        parsed: dict[int, dict[str, Any]] = {}
-        key_ids: set[str] = set()
+        out: list[str | bytes] = [payload for _, payload in items]
+        keys = self.keys
+        ciphers = None if keys is None else keys.cached_ciphers()
+        missing: list[tuple[int, str]] = []
         for index, (owner, payload) in enumerate(items):
-            if not has_sealed_values(payload):
+            if type(payload) is bytes:
+                if MARK_BYTES not in payload:
+                    continue
+                text = payload.decode()
+            elif MARK_TEXT in payload:
+                text = str(payload)
+            else:
                 continue
-            data = _from_json(payload)
-            if type(data) is not dict:
-                continue
-            for name, value in data.items():
-                if type(value) is dict and MARK in value:
-                    key_ids.add(_key_id(value, owner, name))
-            parsed[index] = data
-        if not parsed:
-            return out
-        if self.keys is None:
-            raise PersonalDataError(
-                "stored payloads hold encrypted personal data, but the store has no key "
-                "provider to open them: give it the key_provider=... it was written with"
-            )
-        keys = await self.keys.keys_by_id(key_ids)
-        for index, data in parsed.items():
-            owner = items[index][0]
-            owner_bytes = owner.bytes
-            for name, value in data.items():
-                if type(value) is dict and MARK in value:
-                    key = keys[value[MARK][:32]]
-                    where = f"{owner} field {name!r}"
-                    cipher = None if key is None else key.cipher
-                    data[name] = open_value(cipher, value, owner_bytes, name, where)
-            out[index] = data
+            if ciphers is None:
+                raise PersonalDataError(
+                    "stored payloads hold encrypted personal data, but the store has no key "
+                    "provider to open them: give it the key_provider=... it was written with"
+                )
+            try:
+                out[index] = _opened(text, owner, ciphers)
+            except KeyError:  # a key not cached: fetched for all such payloads at once
+                missing.append((index, text))
+        if missing:
+            assert keys is not None
+            key_ids = {k for _, text in missing for k in SEALED_KEY_IDS.findall(text)}
+            fetched = await keys.keys_by_id(key_ids)
+            known = {k: None if key is None else key.cipher for k, key in fetched.items()}
+            for index, text in missing:
+                out[index] = _opened(text, items[index][0], known)
         return out
 
 
-def _key_id(envelope: dict[str, Any], owner: uuid.UUID, name: str) -> str:
-    where = f"{owner} field {name!r}"
-    key_id = envelope_key_id(envelope, where)
+def _opened(text: str, owner_id: uuid.UUID, ciphers: dict[str, AESGCM | None]) -> str:
+    """`text` with each sealed value replaced by its JSON (or its replacement's).
+
+    Raises `KeyError` if a key is not in `ciphers`.
+    """
+    owner = owner_id.bytes
+    name = ""
+
+    def opened(match: re.Match[str]) -> str:
+        nonlocal name
+        key_id, sealed, replacement = match.groups()
+        cipher = ciphers[key_id]
+        if cipher is None:  # the key is gone: the subject was forgotten
+            return replacement_of(replacement)
+        name = field_before(text, match.start())
+        raw = _a2b(sealed)
+        return cipher.decrypt(raw[:12], raw[12:], owner + name.encode()).decode()
+
     try:
-        uuid.UUID(hex=key_id)
-    except ValueError:
-        raise TamperedDataError(where, "malformed key id") from None
-    return key_id
+        result = SEALED_VALUE.sub(opened, text)
+    except KeyError:
+        raise
+    except Exception as error:
+        raise tampered(error, owner, name) from None
+    if MARK_TEXT in result:
+        raise TamperedDataError(str(owner_id), "malformed envelope")
+    return result

@@ -76,6 +76,9 @@ class PersonalDataKeys:
         self._by_id: dict[str, tuple[UsableKey, float]] = {}
         self._by_pair: dict[tuple[str, str], tuple[UsableKey, float]] = {}
         self._dead_ids: set[str] = set()  # destroyed keys never come back
+        # The ciphers of the keys cached by id (None: destroyed), for the hot path.
+        self._ciphers: dict[str, AESGCM | None] = {}
+        self._purge_at = float("inf")
         self._dead_pairs: set[tuple[str, str]] = set()
         self._session: Callable[[], AbstractAsyncContextManager[EventStoreSession]] | None = None
 
@@ -138,7 +141,22 @@ class PersonalDataKeys:
                 if key_id not in found:
                     found[key_id] = None
                     self._remember_dead(self._dead_ids, key_id)
+                    self._ciphers[key_id] = None
         return found
+
+    def cached_ciphers(self) -> dict[str, AESGCM | None]:
+        """The ciphers of the keys cached now, by envelope id (`None`: destroyed).
+
+        Expired keys are dropped first; a key missing here is fetched by `keys_by_id`.
+        """
+        now = time.monotonic()
+        if now >= self._purge_at:
+            for key_id, (_, expires) in list(self._by_id.items()):
+                if expires <= now:
+                    del self._by_id[key_id]
+                    self._ciphers.pop(key_id, None)
+            self._purge_at = min((e for _, e in self._by_id.values()), default=float("inf"))
+        return self._ciphers
 
     async def _settle(
         self,
@@ -184,7 +202,10 @@ class PersonalDataKeys:
         if len(self._by_id) >= _CACHE_LIMIT:
             self._by_id.clear()
             self._by_pair.clear()
+            self._ciphers.clear()
         self._by_id[key.key_id] = (key, expires)
+        self._ciphers[key.key_id] = key.cipher
+        self._purge_at = min(self._purge_at, expires)
         self._by_pair[(row.subject_id, row.group)] = (key, expires)
         return key
 
@@ -198,6 +219,7 @@ class PersonalDataKeys:
         """Drop every cached key (they are fetched and unwrapped again when next used)."""
         self._by_id.clear()
         self._by_pair.clear()
+        self._ciphers.clear()
         self._dead_ids.clear()
         self._dead_pairs.clear()
 
@@ -253,6 +275,7 @@ class PersonalDataKeys:
             key, _ = self._by_pair.pop(pair)
             self._by_id.pop(key.key_id, None)
             self._dead_ids.add(key.key_id)
+            self._ciphers[key.key_id] = None
         self._dead_pairs.add((subject_id, ALL_GROUPS if group is None else group))
 
     async def status(self, subject_id: str) -> list[DataKey]:

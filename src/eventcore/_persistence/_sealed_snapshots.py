@@ -10,12 +10,12 @@ replacements). Snapshots of streams without personal data are stored as they are
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from eventcore._persistence._crypto import (
+    SEALED_KEY_IDS,
     SNAPSHOT_MARK,
     aead,
     derive_key,
@@ -34,15 +34,13 @@ StreamKeyIds = Callable[[str, int, int], Awaitable[set[str]]]
 """`(stream_id, after_version, up_to_version)` -> the ids of the data keys that seal
 personal data in the stream's events of those versions."""
 
-_KEY_IDS = re.compile(r'"eventcore:pii":\s*"([0-9a-f]{32})\.')
-
 
 def key_ids_in(payloads: Iterable[str | bytes]) -> set[str]:
     """The data key ids that sealed values in `payloads` name."""
     found: set[str] = set()
     for payload in payloads:
         text = payload if isinstance(payload, str) else payload.decode()
-        found.update(_KEY_IDS.findall(text))
+        found.update(SEALED_KEY_IDS.findall(text))
     return found
 
 

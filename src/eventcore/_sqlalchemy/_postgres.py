@@ -112,6 +112,15 @@ class PostgresBackend:
         self.channel = _channel_name(tables)
         self._notified_at = 0.0
 
+    @property
+    def lease(self) -> ConnectionLease:
+        """The connections the backend keeps (its data keys' statements use them too)."""
+        return self._lease
+
+    def open_sealed_with(self, cipher: PayloadCipher) -> None:
+        """Open sealed personal data with `cipher` from now on (set once, at start)."""
+        self._cipher = cipher
+
     async def close(self) -> None:
         """Return the connections the backend keeps to the engine's pool."""
         await self._lease.close()

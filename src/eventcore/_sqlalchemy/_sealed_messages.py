@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import pydantic_core
-
 from eventcore._domain._personal import message_schema
 from eventcore._messaging._message import Message
 from eventcore._messaging._outbox import OutboxEntry
@@ -49,7 +47,7 @@ async def open_messages(cipher: PayloadCipher, messages: Sequence[Message]) -> l
         return list(messages)
     opened = await cipher.reveal([(m.message_id, m.payload) for m in messages])
     return [
-        m if isinstance(p, bytes | str) else replace(m, payload=pydantic_core.to_json(p))
+        m if p is m.payload else replace(m, payload=p.encode() if isinstance(p, str) else p)
         for m, p in zip(messages, opened, strict=True)
     ]
 

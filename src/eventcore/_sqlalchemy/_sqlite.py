@@ -119,6 +119,10 @@ class SqliteBackend:
             .returning(ev.c.global_position, sort_by_parameter_order=True)
         )
 
+    def open_sealed_with(self, cipher: PayloadCipher) -> None:
+        """Open sealed personal data with `cipher` from now on (set once, at start)."""
+        self._cipher = cipher
+
     async def close(self) -> None:
         """Nothing to release: every call uses and returns a pooled connection."""
 

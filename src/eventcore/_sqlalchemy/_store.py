@@ -103,13 +103,13 @@ class SqlAlchemyEventStore:
         registry = registry or default_registry
         self._personal: PersonalDataKeys | None = None
         self._cipher = PayloadCipher(None)
-        self._backend = _backend_for(engine, self.tables, registry, None)
+        self._backend = _backend_for(engine, self.tables, registry)
         if key_provider is not None:
-            keys = SqlAlchemyDataKeyStore(engine, self.tables, self._key_transaction)
+            keys = _data_keys_for(engine, self.tables, self._key_transaction, self._backend)
             self._personal = PersonalDataKeys(key_provider, keys, cache_seconds=key_cache_seconds)
             self._personal.bind(self.session, registry)
             self._cipher = PayloadCipher(self._personal)
-            self._backend = _backend_for(engine, self.tables, registry, self._cipher)
+            self._backend.open_sealed_with(self._cipher)
         self._snapshots: SnapshotStore = self._backend.snapshots
         if self._personal is not None:
             self._snapshots = SealedSnapshotStore(
@@ -368,21 +368,30 @@ def _outbox_for(
     return SqlAlchemyOutbox(engine, tables, cipher)
 
 
+def _data_keys_for(
+    engine: AsyncEngine, tables: EventStoreTables, begin: Any, backend: Any
+) -> SqlAlchemyDataKeyStore:
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
+        from eventcore._sqlalchemy._postgres_data_keys import PostgresDataKeyStore
+
+        return PostgresDataKeyStore(engine, tables, begin, backend.lease)
+    return SqlAlchemyDataKeyStore(engine, tables, begin)
+
+
 def _backend_for(
     engine: AsyncEngine,
     tables: EventStoreTables,
     registry: EventRegistry,
-    cipher: PayloadCipher | None,
 ) -> PostgresBackend | SqliteBackend:
     dialect, driver = engine.dialect.name, engine.dialect.driver
     if dialect == "postgresql" and driver == "asyncpg":
         from eventcore._sqlalchemy._postgres import PostgresBackend
 
-        return PostgresBackend(engine, tables, registry, cipher)
+        return PostgresBackend(engine, tables, registry)
     if dialect == "sqlite" and driver == "aiosqlite":
         from eventcore._sqlalchemy._sqlite import SqliteBackend
 
-        return SqliteBackend(engine, tables, registry, cipher)
+        return SqliteBackend(engine, tables, registry)
     raise UnsupportedBackendError(
         f"SqlAlchemyEventStore supports postgresql+asyncpg and sqlite+aiosqlite, "
         f"not {dialect}+{driver}"

@@ -27,9 +27,9 @@ class RawRegistry(EventRegistry):
         self,
         type_name: str,
         schema_version: int,
-        payload: str | bytes | dict[str, Any],
+        payload: str | bytes,
         stream_id: str = "?",
         version: int = 0,
     ) -> DomainEvent:
         """Wrap the stored JSON payload as it is."""
-        return StoredPayload(data=payload if isinstance(payload, dict) else json.loads(payload))
+        return StoredPayload(data=json.loads(payload))
