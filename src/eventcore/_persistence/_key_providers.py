@@ -93,7 +93,7 @@ class LocalKeyProvider:
                 continue
             key_id, sep, encoded = entry.partition("=")
             if not sep:
-                raise KeyProviderError(f"{source}: expected id=base64key, got {entry[:8]!r}...")
+                raise KeyProviderError(f"{source}: expected id=base64key entries")
             try:
                 key = base64.b64decode(encoded.strip(), validate=True)
             except (binascii.Error, ValueError):
