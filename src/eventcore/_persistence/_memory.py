@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
-from eventcore._exceptions import InvalidEventError, PersonalDataError, UnitOfWorkError
+from eventcore._exceptions import InvalidEventError, UnitOfWorkError
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EncodedEvent,
@@ -32,10 +32,10 @@ from eventcore._persistence._deadlines import (
     sealed_deadline,
 )
 from eventcore._persistence._key_providers import KeyProvider
-from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._persistence._personal_data import PersonalDataKeys
 from eventcore._persistence._projection_versions import check_activation
-from eventcore._persistence._sealed_snapshots import SealedSnapshotStore, key_ids_in
+from eventcore._persistence._protection import Protection
+from eventcore._persistence._sealed_snapshots import key_ids_in
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
 from eventcore._persistence._store import (
@@ -93,28 +93,27 @@ class InMemoryEventStore:
         self._dead_letters: dict[tuple[str, uuid.UUID], DeadLetter] = {}
         self._deadlines: dict[uuid.UUID, Deadline] = {}
         self._active_versions: dict[str, int] = {}
-        self._personal: PersonalDataKeys | None = None
-        self._plain_snapshots: SnapshotStore = self._snapshots
-        if key_provider is not None:
-            keys = InMemoryDataKeyStore()
-            self._personal = PersonalDataKeys(key_provider, keys, cache_seconds=key_cache_seconds)
-            self._personal.bind(self.session, self._registry)
-            self._plain_snapshots = SealedSnapshotStore(
-                self._snapshots, self._personal, self._stream_key_ids
-            )
-        self._cipher = PayloadCipher(self._personal)
+        protection = Protection.of(
+            key_provider,
+            data_keys=InMemoryDataKeyStore,
+            cache_seconds=key_cache_seconds,
+            session=self.session,
+            registry=self._registry,
+            snapshots=self._snapshots,
+            stream_key_ids=self._stream_key_ids,
+        )
+        self._protection = protection
+        self._personal, self._cipher = protection.keys, protection.cipher
 
     @property
     def snapshots(self) -> SnapshotStore:
         """The snapshot store that goes with this event store."""
-        return self._plain_snapshots
+        return self._protection.snapshots
 
     @property
     def personal_data(self) -> PersonalDataKeys:
         """Forget data subjects, inspect and rotate their keys (needs a `key_provider`)."""
-        if self._personal is None:
-            raise PersonalDataError("this store has no key_provider, so no personal data")
-        return self._personal
+        return self._protection.required()
 
     async def _stream_key_ids(self, stream_id: str, after: int, upto: int) -> set[str]:
         rows = self._streams.get(stream_id, [])[after:upto]

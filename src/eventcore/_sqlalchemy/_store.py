@@ -14,7 +14,6 @@ from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._exceptions import (
     ConcurrencyError,
     InvalidEventError,
-    PersonalDataError,
     UnsupportedBackendError,
 )
 from eventcore._persistence._codec import (
@@ -35,7 +34,7 @@ from eventcore._persistence._key_providers import KeyProvider
 from eventcore._persistence._leases import InProcessLeases, ProjectionLeases
 from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._persistence._personal_data import PersonalDataKeys
-from eventcore._persistence._sealed_snapshots import SealedSnapshotStore
+from eventcore._persistence._protection import Protection
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
 from eventcore._persistence._store import (
@@ -101,20 +100,21 @@ class SqlAlchemyEventStore:
         self.tables = tables or EventStoreTables()
         self._max_payload_bytes = max_payload_bytes
         registry = registry or default_registry
-        self._personal: PersonalDataKeys | None = None
-        self._cipher = PayloadCipher(None)
         self._backend = _backend_for(engine, self.tables, registry)
-        if key_provider is not None:
-            keys = _data_keys_for(engine, self.tables, self._key_transaction, self._backend)
-            self._personal = PersonalDataKeys(key_provider, keys, cache_seconds=key_cache_seconds)
-            self._personal.bind(self.session, registry)
-            self._cipher = PayloadCipher(self._personal)
-            self._backend.open_sealed_with(self._cipher)
-        self._snapshots: SnapshotStore = self._backend.snapshots
-        if self._personal is not None:
-            self._snapshots = SealedSnapshotStore(
-                self._backend.snapshots, self._personal, self._backend.stream_key_ids
-            )
+        backend = self._backend
+        protection = Protection.of(
+            key_provider,
+            data_keys=lambda: _data_keys_for(engine, self.tables, self._key_transaction, backend),
+            cache_seconds=key_cache_seconds,
+            session=self.session,
+            registry=registry,
+            snapshots=backend.snapshots,
+            stream_key_ids=backend.stream_key_ids,
+        )
+        self._protection = protection
+        self._cipher = protection.cipher
+        if protection.keys is not None:
+            backend.open_sealed_with(protection.cipher)
         self._checkpoints = SqlAlchemyCheckpoints(engine, self.tables)
         self._leases: ProjectionLeases | None = None
         self._dead_letters = SqlAlchemyDeadLetters(engine, self.tables)
@@ -126,7 +126,7 @@ class SqlAlchemyEventStore:
     @property
     def snapshots(self) -> SnapshotStore:
         """The snapshot store in the same database (the `snapshots` table)."""
-        return self._snapshots
+        return self._protection.snapshots
 
     @property
     def personal_data(self) -> PersonalDataKeys:
@@ -135,9 +135,7 @@ class SqlAlchemyEventStore:
         Data keys live in the `data_keys` table, wrapped by the key provider's
         key-encryption key; see the personal data guide.
         """
-        if self._personal is None:
-            raise PersonalDataError("this store has no key_provider, so no personal data")
-        return self._personal
+        return self._protection.required()
 
     @asynccontextmanager
     async def _key_transaction(self) -> AsyncIterator[Any]:

@@ -24,6 +24,7 @@ pytest.register_assert_rewrite(
     "eventcore.testing._contract",
     "eventcore.testing._broker_contract",
     "eventcore.testing._personal_contract",
+    "eventcore.testing._forgetting_contract",
 )
 
 from eventcore.testing._broker_contract import BrokerContract, BrokerDestination  # noqa: E402
