@@ -88,22 +88,11 @@ def _translated_errors() -> Iterator[None]:
 class PostgresBackend:
     """Appends and reads for `SqlAlchemyEventStore` on PostgreSQL with asyncpg."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        tables: EventStoreTables,
-        registry: EventRegistry,
-        cipher: PayloadCipher | None = None,
-    ):
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
         self._registry = registry
-        self._cipher = cipher  # opens sealed personal data on read (None: the store has none)
-        events = tables.qualified(tables.events)
-        self._sealed_payloads = (
-            f"SELECT data::text FROM {events} WHERE stream_id = $1 AND version > $2 "
-            "AND version <= $3 AND data::text LIKE '%\"eventcore:pii\"%'"
-        )
+        self._cipher: PayloadCipher | None = None  # opens sealed personal data on read
         # Keep at most half the pool, so units of work always find connections there.
         pool_size = getattr(engine.pool, "size", lambda: 2)()
         self._lease = ConnectionLease(engine, keep=pool_size // 2)
@@ -309,7 +298,7 @@ class PostgresBackend:
     async def stream_key_ids(self, stream_id: str, after: int, up_to: int) -> set[str]:
         """The data keys sealing personal data in `stream_id`'s versions `after`+1..`up_to`."""
         args = (stream_id, after, up_to)
-        rows = await self._lease.run(partial(_fetch, query=self._sealed_payloads, args=args))
+        rows = await self._lease.run(partial(_fetch, query=self._sql.sealed_payloads, args=args))
         return key_ids_in(row[0] for row in rows)
 
     def _decode(

@@ -84,18 +84,12 @@ async def _translated_errors() -> AsyncIterator[None]:
 class SqliteBackend:
     """Appends and reads for `SqlAlchemyEventStore` on SQLite."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        tables: EventStoreTables,
-        registry: EventRegistry,
-        cipher: PayloadCipher | None = None,
-    ):
+    def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
         configure_sqlite_engine(engine)
         self._engine = engine
         self._events = tables.events
         self._registry = registry
-        self._cipher = cipher  # opens sealed personal data on read (None: the store has none)
+        self._cipher: PayloadCipher | None = None  # opens sealed personal data on read
         self._write_lock = anyio.Lock()
         self.snapshots = SqlAlchemySnapshotStore(engine, tables)
         self.signal = AppendSignal()
