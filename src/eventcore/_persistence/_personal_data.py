@@ -14,7 +14,7 @@ from eventcore._domain._events import EventRegistry
 from eventcore._domain._forgotten import SubjectForgotten
 from eventcore._domain._metadata import NewEvent
 from eventcore._domain._personal import MAX_GROUP_LENGTH, forgotten_stream
-from eventcore._exceptions import PersonalDataError
+from eventcore._exceptions import PersonalDataError, TamperedDataError
 from eventcore._persistence._crypto import aead, new_key
 from eventcore._persistence._data_keys import ALL_GROUPS, DataKey, DataKeyStore
 from eventcore._persistence._key_providers import KeyProvider
@@ -121,7 +121,10 @@ class PersonalDataKeys:
         return found
 
     async def keys_by_id(self, key_ids: Iterable[str]) -> dict[str, UsableKey | None]:
-        """The keys with these envelope ids (hex); `None` for destroyed or unknown ones."""
+        """The keys with these envelope ids (hex); `None` for destroyed ones.
+
+        An id with no row at all is a `TamperedDataError`: destroyed keys keep theirs.
+        """
         now = time.monotonic()
         found: dict[str, UsableKey | None] = {}
         missing: dict[uuid.UUID, str] = {}
@@ -134,11 +137,20 @@ class PersonalDataKeys:
             else:
                 missing[uuid.UUID(hex=key_id)] = key_id
         if missing:
+            destroyed = set()
             for row in await self.store.by_ids(list(missing)):
                 if row.key_id is not None and row.usable:
                     found[missing[row.key_id]] = await self._unwrap(row)
+                elif row.key_id is not None:
+                    destroyed.add(missing[row.key_id])
             for key_id in missing.values():
                 if key_id not in found:
+                    if key_id not in destroyed:
+                        raise TamperedDataError(
+                            f"data key {key_id}",
+                            "no such key (destroyed keys keep their row): the value was "
+                            "altered, or the data keys are not this store's",
+                        )
                     found[key_id] = None
                     self._remember_dead(self._dead_ids, key_id)
                     self._ciphers[key_id] = None

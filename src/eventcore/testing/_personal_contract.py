@@ -153,6 +153,11 @@ class PersonalDataContract(ForgettingContract):
             _sealed(raw_second, "phone"), flipped))  # fmt: skip
         with pytest.raises(TamperedDataError):
             await store.read_stream(person, from_version=2)
+        unknown = "0" * 32 + _sealed(raw_second, "email")[32:]  # a key that never existed
+        await self.write_payload(store, person, 2, raw_second.replace(
+            _sealed(raw_second, "email"), unknown))  # fmt: skip
+        with pytest.raises(TamperedDataError, match="no such key"):
+            await store.read_stream(person, from_version=2)
         assert first.version == 1
         assert second.version == 2
 
