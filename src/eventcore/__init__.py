@@ -9,6 +9,9 @@ the inside out (each imports only from those before it):
 3. application (`_application`): repositories, the unit of work, projections, the outbox
    relay and consumers.
 4. adapters (`eventcore.rabbitmq`, `eventcore.nats`, `eventcore.cli`): optional extras.
+
+Encrypting personal data needs the `personal-data` extra (the `cryptography` package);
+`import eventcore` does not.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from eventcore._domain._events import (
     default_registry,
     upcaster,
 )
+from eventcore._domain._forgotten import SubjectForgotten
 from eventcore._domain._integration import IntegrationEvent, IntegrationMapping, translates
 from eventcore._domain._metadata import (
     EventMetadata,
@@ -46,6 +50,7 @@ from eventcore._domain._metadata import (
     message_context,
     new_event_id,
 )
+from eventcore._domain._personal import DataSubjectId, PersonalData
 from eventcore._exceptions import (
     AggregateError,
     AggregateNotFoundError,
@@ -61,16 +66,19 @@ from eventcore._exceptions import (
     IntegrationEventError,
     InvalidEventError,
     InvalidStreamIdError,
+    KeyProviderError,
     LeaseLostError,
     MessageDecodeError,
     MessagingError,
     PayloadTooLargeError,
+    PersonalDataError,
     ProcessManagerError,
     ProjectionError,
     PublishError,
     SchemaError,
     StoreConnectionError,
     StoreError,
+    TamperedDataError,
     UnitOfWorkError,
     UnknownEventTypeError,
     UnknownEventVersionError,
@@ -82,10 +90,13 @@ from eventcore._messaging._encoding import decode_event, message_for
 from eventcore._messaging._memory import InMemoryBroker, InMemoryQueue
 from eventcore._messaging._message import Message, MessageHeaders
 from eventcore._messaging._outbox import Outbox, OutboxEntry, OutboxStatus
+from eventcore._persistence._data_keys import DataKey, DataKeyStore, InMemoryDataKeyStore
 from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._deadlines import Deadline
+from eventcore._persistence._key_providers import KeyProvider, LocalKeyProvider
 from eventcore._persistence._leases import InProcessLeases, ProjectionLease, ProjectionLeases
 from eventcore._persistence._memory import InMemoryEventStore
+from eventcore._persistence._personal_data import PersonalDataKeys
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
 from eventcore._persistence._store import (
@@ -96,6 +107,7 @@ from eventcore._persistence._store import (
     ExpectedVersion,
     StreamAppend,
 )
+from eventcore._sqlalchemy._data_keys import SqlAlchemyDataKeyStore
 from eventcore._sqlalchemy._engines import postgres_engine, sqlite_engine
 from eventcore._sqlalchemy._inbox import InboxDeadLetter, SqlAlchemyInbox
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
@@ -121,6 +133,9 @@ __all__ = [
     "ConsumerContext",
     "ConsumerError",
     "ConsumerWorker",
+    "DataKey",
+    "DataKeyStore",
+    "DataSubjectId",
     "DeadLetter",
     "Deadline",
     "Delivery",
@@ -137,6 +152,7 @@ __all__ = [
     "EventcoreError",
     "ExpectedVersion",
     "InMemoryBroker",
+    "InMemoryDataKeyStore",
     "InMemoryEventStore",
     "InMemoryQueue",
     "InMemorySnapshotStore",
@@ -147,7 +163,10 @@ __all__ = [
     "IntegrationMapping",
     "InvalidEventError",
     "InvalidStreamIdError",
+    "KeyProvider",
+    "KeyProviderError",
     "LeaseLostError",
+    "LocalKeyProvider",
     "LogPosition",
     "Message",
     "MessageContext",
@@ -162,6 +181,9 @@ __all__ = [
     "OutboxRelay",
     "OutboxStatus",
     "PayloadTooLargeError",
+    "PersonalData",
+    "PersonalDataError",
+    "PersonalDataKeys",
     "PostgresLeases",
     "ProcessContext",
     "ProcessManager",
@@ -185,6 +207,7 @@ __all__ = [
     "SchemaError",
     "Snapshot",
     "SnapshotStore",
+    "SqlAlchemyDataKeyStore",
     "SqlAlchemyEventStore",
     "SqlAlchemyInbox",
     "SqlAlchemyOutbox",
@@ -193,7 +216,9 @@ __all__ = [
     "StoreConnectionError",
     "StoreError",
     "StreamAppend",
+    "SubjectForgotten",
     "Subscription",
+    "TamperedDataError",
     "UnitOfWork",
     "UnitOfWorkError",
     "UnknownEventTypeError",

@@ -24,6 +24,9 @@ EventcoreError
 │   ├── BrokerConnectionError            the broker is unreachable or the connection dropped
 │   ├── MessageDecodeError               a received message does not fit its contract
 │   └── ConsumerError                    a consumer is declared wrongly or keeps failing
+├── PersonalDataError                    personal data is declared wrongly or cannot be protected
+│   ├── KeyProviderError                 the key-encryption key is missing, wrong or unreachable
+│   └── TamperedDataError                an encrypted value or snapshot fails its authentication
 ├── ProjectionError                      a projector is declared wrongly or keeps failing
 │   ├── CatchUpTimeoutError              a projection did not reach a position in time
 │   ├── LeaseLostError                   this process no longer holds a projector's lease
@@ -54,16 +57,19 @@ __all__ = [
     "IntegrationEventError",
     "InvalidEventError",
     "InvalidStreamIdError",
+    "KeyProviderError",
     "LeaseLostError",
     "MessageDecodeError",
     "MessagingError",
     "PayloadTooLargeError",
+    "PersonalDataError",
     "ProcessManagerError",
     "ProjectionError",
     "PublishError",
     "SchemaError",
     "StoreConnectionError",
     "StoreError",
+    "TamperedDataError",
     "UnitOfWorkError",
     "UnknownEventTypeError",
     "UnknownEventVersionError",
@@ -221,6 +227,32 @@ class MessageDecodeError(MessagingError, ValueError):
 
 class ConsumerError(MessagingError):
     """A consumer is declared wrongly, or a message kept failing and was given up on."""
+
+
+class PersonalDataError(EventcoreError):
+    """Personal data is marked wrongly on an event class, or cannot be stored protected.
+
+    Raised, for instance, when an event with personal data fields is appended to a
+    store that has no key provider (it would be written in clear text), or when the
+    `cryptography` package (`eventcore[personal-data]`) is not installed.
+    """
+
+
+class KeyProviderError(PersonalDataError):
+    """The key-encryption key is missing, malformed, or its provider cannot be reached.
+
+    Nothing was written: data keys are wrapped before any event that uses them is.
+    """
+
+
+class TamperedDataError(PersonalDataError):
+    """An encrypted value (or snapshot) failed its authentication: it was altered, or
+    moved to another event or field. It names where it was found."""
+
+    def __init__(self, where: str, detail: str = "") -> None:
+        self.where = where
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"encrypted personal data at {where} fails authentication{suffix}")
 
 
 class ProjectionError(EventcoreError):

@@ -42,7 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventcore import SqlAlchemyEventStore, default_registry, postgres_engine
+from eventcore import SqlAlchemyEventStore, SubjectForgotten, default_registry, postgres_engine
 
 # Modules that register event types must be imported before any page runs (see
 # _empty_event_registry); importing the plugin imports eventcore.testing, with the
@@ -219,7 +219,8 @@ def _empty_event_registry(page: Path, cwd: Path) -> Iterator[None]:
     would be lost with the page's own: that fails the page (import such modules above).
     Modules the page wrote to its working directory are the page's own.
     """
-    own = {_module_name(page), *_modules_under(cwd)}
+    # SubjectForgotten is registered again by every store given a key provider.
+    own = {_module_name(page), *_modules_under(cwd), SubjectForgotten.__module__}
     state = vars(default_registry)
     saved = dict(state)
     for key, value in saved.items():

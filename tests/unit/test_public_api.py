@@ -64,3 +64,26 @@ def test_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("eventcore").joinpath("py.typed").is_file()
+
+
+def test_import_works_without_cryptography() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['cryptography'] = None\n"
+        "from typing import Annotated\n"
+        "import eventcore\n"
+        "class Told(eventcore.DomainEvent):\n"
+        "    who: Annotated[str, eventcore.DataSubjectId()]\n"
+        "    name: Annotated[str, eventcore.PersonalData()]\n"
+        "store = eventcore.InMemoryEventStore()\n"
+        "try:\n"
+        "    eventcore.LocalKeyProvider({'k': bytes(32)})\n"
+        "except eventcore.PersonalDataError as error:\n"
+        "    assert 'personal-data' in str(error), error\n"
+        "    print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

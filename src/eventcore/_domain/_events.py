@@ -8,6 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from eventcore._domain._personal import SCHEMA_ATTRIBUTE, read_schema
 from eventcore._exceptions import (
     EventDeserializationError,
     EventTypeConflictError,
@@ -76,6 +77,7 @@ class DomainEvent(BaseModel):
             )
         cls.event_type_name = type_name or cls.__name__
         cls.event_schema_version = version
+        setattr(cls, SCHEMA_ATTRIBUTE, read_schema(cls))
         target = default_registry if registry is True else registry
         if isinstance(target, EventRegistry):
             target.register(cls, aliases=aliases)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from eventcore._domain._events import DomainEvent, EventRegistry, default_registry
 from eventcore._domain._handlers import cached_handlers, stored_names
 from eventcore._domain._metadata import RecordedEvent
+from eventcore._domain._personal import SCHEMA_ATTRIBUTE, read_schema, register_message_schema
 from eventcore._exceptions import IntegrationEventError
 
 __all__ = ["IntegrationEvent", "IntegrationMapping", "translates"]
@@ -80,6 +81,9 @@ class IntegrationEvent(BaseModel):
         cls.integration_topic = topic or cls.integration_type_name
         if not cls.integration_topic.strip():
             raise IntegrationEventError(f"{cls.__qualname__}: topic must not be blank")
+        schema = read_schema(cls)
+        setattr(cls, SCHEMA_ATTRIBUTE, schema)
+        register_message_schema(cls.integration_type_name, version, schema)
 
 
 def translates(handler: _T) -> _T:

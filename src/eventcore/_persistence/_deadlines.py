@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from eventcore._domain._metadata import NewEvent
 from eventcore._exceptions import InvalidEventError
 from eventcore._persistence._codec import EncodedEvent, PreparedAppend, encode_append
 from eventcore._persistence._store import ExpectedVersion, StreamAppend
 
-__all__ = ["Deadline", "deadline_appends", "due_now", "encode_deadline", "utc_moment"]
+if TYPE_CHECKING:
+    from eventcore._persistence._payload_cipher import PayloadCipher
+
+__all__ = [
+    "Deadline",
+    "deadline_appends",
+    "due_now",
+    "encode_deadline",
+    "sealed_deadline",
+    "utc_moment",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,17 @@ def encode_deadline(
         e.metadata,
         datetime.now(UTC),
     )
+
+
+async def sealed_deadline(
+    cipher: PayloadCipher, deadline: Deadline, event: NewEvent, conn: Any = None
+) -> Deadline:
+    """`deadline` with its event's personal fields sealed (it waits at rest)."""
+    append = StreamAppend(deadline.stream_id, [event], ExpectedVersion.ANY, deadline.stream_type)
+    prepared = PreparedAppend(deadline.stream_id, ExpectedVersion.ANY, deadline.stream_type,
+                              [deadline.encoded])  # fmt: skip
+    [sealed] = await cipher.protect_appends([append], [prepared], conn)
+    return replace(deadline, data=sealed.events[0].data)
 
 
 def deadline_appends(deadlines: Sequence[Deadline]) -> list[PreparedAppend]:

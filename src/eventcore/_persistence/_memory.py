@@ -22,14 +22,20 @@ from eventcore._persistence._codec import (
     utc_or_none,
     validate_stream_id,
 )
+from eventcore._persistence._data_keys import InMemoryDataKeyStore
 from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._deadlines import (
     Deadline,
     deadline_appends,
     due_now,
     encode_deadline,
+    sealed_deadline,
 )
+from eventcore._persistence._key_providers import KeyProvider
+from eventcore._persistence._personal_data import PersonalDataKeys
 from eventcore._persistence._projection_versions import check_activation
+from eventcore._persistence._protection import Protection
+from eventcore._persistence._sealed_snapshots import key_ids_in
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import InMemorySnapshotStore, SnapshotStore
 from eventcore._persistence._store import (
@@ -63,6 +69,9 @@ class InMemoryEventStore:
 
     It behaves like the database stores (payloads go through JSON, upcasters run on
     read, the same errors) so tests written against it hold for them too.
+
+    With a `key_provider`, personal data is encrypted as on the database stores (the
+    data keys are kept in memory): see `personal_data`.
     """
 
     def __init__(
@@ -70,6 +79,8 @@ class InMemoryEventStore:
         *,
         registry: EventRegistry | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        key_provider: KeyProvider | None = None,
+        key_cache_seconds: float = 60.0,
     ) -> None:
         self._registry = registry or default_registry
         self._max_payload_bytes = max_payload_bytes
@@ -82,11 +93,31 @@ class InMemoryEventStore:
         self._dead_letters: dict[tuple[str, uuid.UUID], DeadLetter] = {}
         self._deadlines: dict[uuid.UUID, Deadline] = {}
         self._active_versions: dict[str, int] = {}
+        protection = Protection.of(
+            key_provider,
+            data_keys=InMemoryDataKeyStore,
+            cache_seconds=key_cache_seconds,
+            session=self.session,
+            registry=self._registry,
+            snapshots=self._snapshots,
+            stream_key_ids=self._stream_key_ids,
+        )
+        self._protection = protection
+        self._personal, self._cipher = protection.keys, protection.cipher
 
     @property
     def snapshots(self) -> SnapshotStore:
         """The snapshot store that goes with this event store."""
-        return self._snapshots
+        return self._protection.snapshots
+
+    @property
+    def personal_data(self) -> PersonalDataKeys:
+        """Forget data subjects, inspect and rotate their keys (needs a `key_provider`)."""
+        return self._protection.required()
+
+    async def _stream_key_ids(self, stream_id: str, after: int, upto: int) -> set[str]:
+        rows = self._streams.get(stream_id, [])[after:upto]
+        return key_ids_in(r.encoded.data for r in rows)
 
     async def append(
         self,
@@ -102,7 +133,8 @@ class InMemoryEventStore:
 
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams atomically: all or none."""
-        return self._append_prepared(encode_appends(appends, self._max_payload_bytes))
+        prepared = encode_appends(appends, self._max_payload_bytes)
+        return self._append_prepared(await self._cipher.protect_appends(appends, prepared))
 
     def _append_prepared(self, prepared: list[PreparedAppend]) -> list[AppendResult]:
         # No await between the checks and the writes: atomic under asyncio.
@@ -227,7 +259,7 @@ class InMemoryEventStore:
             selected.reverse()
         if limit is not None:
             selected = selected[:limit]
-        return [self._decode(row) for row in selected]
+        return await self._decode_rows(selected)
 
     async def read_all(
         self,
@@ -245,7 +277,7 @@ class InMemoryEventStore:
                 continue
             if stream_types is not None and row.stream_type not in stream_types:
                 continue
-            yield self._decode(row)
+            yield (await self._decode_rows([row]))[0]
 
     async def read_log(
         self,
@@ -260,7 +292,7 @@ class InMemoryEventStore:
         Appends here are atomic and immediate, so position order is commit order.
         """
         check_log_read(after, limit)
-        found: list[RecordedEvent] = []
+        found: list[_Row] = []
         for row in self._rows_after(after.global_position):
             if len(found) == limit:
                 break
@@ -268,8 +300,8 @@ class InMemoryEventStore:
                 continue
             if stream_types is not None and row.stream_type not in stream_types:
                 continue
-            found.append(self._decode(row))
-        return found
+            found.append(row)
+        return await self._decode_rows(found)
 
     def _rows_after(self, after: int) -> Iterator[_Row]:
         index = max(after, 0)
@@ -277,7 +309,13 @@ class InMemoryEventStore:
             yield self._log[index]
             index += 1
 
-    def _decode(self, row: _Row) -> RecordedEvent:
+    async def _decode_rows(self, rows: list[_Row]) -> list[RecordedEvent]:
+        if self._personal is None:
+            return [self._decode(row, row.encoded.data) for row in rows]
+        payloads = await self._cipher.reveal([(r.encoded.event_id, r.encoded.data) for r in rows])
+        return [self._decode(row, data) for row, data in zip(rows, payloads, strict=True)]
+
+    def _decode(self, row: _Row, data: str | bytes) -> RecordedEvent:
         e = row.encoded
         return decode_row(
             self._registry,
@@ -289,7 +327,7 @@ class InMemoryEventStore:
             recorded_at=row.recorded_at,
             event_type=e.event_type,
             schema_version=e.schema_version,
-            data=e.data,
+            data=data,
             metadata=e.metadata,
         )
 
@@ -343,6 +381,7 @@ class _InMemorySession:
     ) -> None:
         limit = self._store._max_payload_bytes
         deadline = encode_deadline(stream_id, event, due_at, stream_type, limit)
+        deadline = await sealed_deadline(self._store._cipher, deadline, event)
         self._deadlines[deadline.id] = deadline
 
     async def cancel_deadline(self, deadline_id: uuid.UUID) -> None:

@@ -14,9 +14,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._messaging._message import Message
+from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._sqlalchemy._checkpoints import _error
 from eventcore._sqlalchemy._outbox import _utc
 from eventcore._sqlalchemy._schema import EventStoreTables
+from eventcore._sqlalchemy._sealed_messages import open_messages, seal_messages
 
 __all__ = ["InboxDeadLetter", "SqlAlchemyInbox"]
 
@@ -39,8 +41,12 @@ class SqlAlchemyInbox:
     delivered again finds its id and has no second effect.
     """
 
-    def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
+    def __init__(
+        self, engine: AsyncEngine, tables: EventStoreTables, cipher: PayloadCipher | None = None
+    ) -> None:
         self._engine = engine
+        # Dead letters keep personal data sealed (or, without keys, shredded).
+        self._cipher = cipher or PayloadCipher(None)
         self._inbox = tables.inbox
         self._failures = tables.inbox_failures
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
@@ -95,6 +101,7 @@ class SqlAlchemyInbox:
         """
         t = self._failures
         now = _now()
+        [message] = await seal_messages(self._cipher, [message], shred=True)
         row = {**_columns(consumer, message), "attempts": 1, "error": error[:2000]}
         insert_row = self._insert(t).values(failed_at=now, **row)
         statement = insert_row.on_conflict_do_update(
@@ -138,23 +145,29 @@ class SqlAlchemyInbox:
                 rows = (await conn.execute(query)).mappings().all()
         except SQLAlchemyError as error:
             raise _error("cannot read the inbox's dead letters", error) from error
+        messages = [
+            Message(
+                message_id=uuid.UUID(bytes=row["message_id"].bytes),
+                topic=row["topic"],
+                key=row["partition_key"],
+                type=row["message_type"],
+                schema_version=row["schema_version"],
+                payload=bytes(row["payload"]),
+                headers=row["headers"] or {},
+            )
+            for row in rows
+        ]
+        if self._cipher.keys is not None:
+            messages = await open_messages(self._cipher, messages)
         return [
             InboxDeadLetter(
                 row["consumer"],
-                Message(
-                    message_id=uuid.UUID(bytes=row["message_id"].bytes),
-                    topic=row["topic"],
-                    key=row["partition_key"],
-                    type=row["message_type"],
-                    schema_version=row["schema_version"],
-                    payload=bytes(row["payload"]),
-                    headers=row["headers"] or {},
-                ),
+                message,
                 row["attempts"],
                 row["error"],
                 _utc(row["dead_at"]) or _now(),
             )
-            for row in rows
+            for row, message in zip(rows, messages, strict=True)
         ]
 
     async def discard(self, consumer: str, message_ids: Collection[uuid.UUID]) -> int:

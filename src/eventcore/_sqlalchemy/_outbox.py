@@ -31,9 +31,11 @@ from eventcore._messaging._outbox import (
     Settlement,
     lane_of,
 )
+from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._sqlalchemy._checkpoints import _error
 from eventcore._sqlalchemy._outbox_lanes import OutboxLanes
 from eventcore._sqlalchemy._schema import EventStoreTables
+from eventcore._sqlalchemy._sealed_messages import open_entries, seal_messages
 from eventcore._sqlalchemy._transaction import transaction
 
 __all__ = ["SqlAlchemyOutbox", "in_order"]
@@ -48,8 +50,11 @@ class SqlAlchemyOutbox:
     at once without waiting for each other.
     """
 
-    def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
+    def __init__(
+        self, engine: AsyncEngine, tables: EventStoreTables, cipher: PayloadCipher | None = None
+    ) -> None:
         self._engine = engine
+        self._cipher = cipher or PayloadCipher(None)  # seals personal data at rest
         self._t = t = tables.outbox
         self._lane_leases = OutboxLanes(engine, tables)
         self._columns = (
@@ -82,10 +87,17 @@ class SqlAlchemyOutbox:
             .values(sent_at=bindparam("now"), claimed_by=None, claimed_until=None)
         )
 
-    async def write(self, conn: AsyncConnection, messages: Sequence[Message]) -> None:
-        """Insert `messages` in the caller's transaction (the unit of work's)."""
+    async def write(
+        self, conn: AsyncConnection, messages: Sequence[Message], key_conn: Any = None
+    ) -> None:
+        """Insert `messages` in the caller's transaction (the unit of work's).
+
+        Personal data in their payloads is sealed; new data keys are written on
+        `key_conn` (`None`: in a transaction of their own).
+        """
         if not messages:
             return
+        messages = await seal_messages(self._cipher, messages, key_conn)
         now = datetime.now(UTC)
         rows = [
             {
@@ -152,7 +164,15 @@ class SqlAlchemyOutbox:
                 return []
             params = {"positions": chosen, "me": relay_id, "until": now + visibility}
             rows = (await conn.execute(self._mark_claimed, params)).all()
-        return sorted((_entry(row) for row in rows), key=lambda e: e.position)
+        entries = sorted((_entry(row) for row in rows), key=lambda e: e.position)
+        return await self.opened(entries)
+
+    async def opened(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """`entries` with their personal data opened for publishing (replacements for
+        forgotten subjects)."""
+        if self._cipher.keys is None:
+            return entries
+        return await open_entries(self._cipher, entries)
 
     async def settle(self, relay_id: str, settlement: Settlement) -> None:
         """Record which claimed messages were sent and which failed (see `Outbox`)."""
@@ -235,7 +255,7 @@ class SqlAlchemyOutbox:
                 rows = (await conn.execute(query)).all()
         except SQLAlchemyError as error:
             raise _error("cannot read the outbox's dead letters", error) from error
-        return [_entry(row) for row in rows]
+        return await self.opened([_entry(row) for row in rows])
 
     async def redrive(self, message_ids: Collection[uuid.UUID] | None = None) -> int:
         """Make dead messages (all, or those of `message_ids`) pending again."""

@@ -28,6 +28,8 @@ from eventcore._exceptions import (
     StoreError,
 )
 from eventcore._persistence._codec import PreparedAppend
+from eventcore._persistence._payload_cipher import PayloadCipher
+from eventcore._persistence._sealed_snapshots import key_ids_in
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult, BeforeCommit, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
@@ -90,6 +92,7 @@ class PostgresBackend:
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
         self._registry = registry
+        self._cipher: PayloadCipher | None = None  # opens sealed personal data on read
         # Keep at most half the pool, so units of work always find connections there.
         pool_size = getattr(engine.pool, "size", lambda: 2)()
         self._lease = ConnectionLease(engine, keep=pool_size // 2)
@@ -97,6 +100,15 @@ class PostgresBackend:
         self.signal = AppendSignal()
         self.channel = _channel_name(tables)
         self._notified_at = 0.0
+
+    @property
+    def lease(self) -> ConnectionLease:
+        """The connections the backend keeps (its data keys' statements use them too)."""
+        return self._lease
+
+    def open_sealed_with(self, cipher: PayloadCipher) -> None:
+        """Open sealed personal data with `cipher` from now on (set once, at start)."""
+        self._cipher = cipher
 
     async def close(self) -> None:
         """Return the connections the backend keeps to the engine's pool."""
@@ -271,15 +283,30 @@ class PostgresBackend:
             rows = await self._lease.run(partial(_fetch, query=query, args=args))
         else:
             rows = await _fetch(conn, query=query, args=args)
-        return self._decode_stream(stream_id, rows)
-
-    def _decode_stream(self, stream_id: str, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
+        if self._cipher is not None:
+            opened = await self._open(rows)
+            return [
+                self._decode(stream_id, row, 0, data)
+                for row, data in zip(rows, opened, strict=True)
+            ]
         return [self._decode(stream_id, row) for row in rows]
 
+    async def _open(self, rows: list[asyncpg.Record]) -> list[Any]:
+        assert self._cipher is not None
+        return await self._cipher.reveal([(row[0], row[7]) for row in rows])
+
+    async def stream_key_ids(self, stream_id: str, after: int, up_to: int) -> set[str]:
+        """The data keys sealing personal data in `stream_id`'s versions `after`+1..`up_to`."""
+        args = (stream_id, after, up_to)
+        rows = await self._lease.run(partial(_fetch, query=self._sql.sealed_payloads, args=args))
+        return key_ids_in(row[0] for row in rows)
+
     def _decode(
-        self, stream_id: str, row: asyncpg.Record, transaction_id: int = 0
+        self, stream_id: str, row: asyncpg.Record, transaction_id: int = 0, opened: Any = None
     ) -> RecordedEvent:
         event_id, stream_type, version, position, at, etype, sv, data, meta = row[:9]
+        if opened is not None:
+            data = opened
         event = self._registry.decode(etype, sv, data, stream_id, version)
         return RecordedEvent(
             event, event_id, stream_id, stream_type, version, position, at, etype, sv, meta,
@@ -316,6 +343,11 @@ class PostgresBackend:
         )
         rows = await self._lease.run(partial(_fetch, query=self._sql.read_log, args=args))
         # The log's rows end with the stream id and the transaction id.
+        if self._cipher is not None:
+            opened = await self._open(rows)
+            return [
+                self._decode(r[9], r, r[10], data) for r, data in zip(rows, opened, strict=True)
+            ]
         return [self._decode(row[9], row, row[10]) for row in rows]
 
     async def read_all(
@@ -336,8 +368,9 @@ class PostgresBackend:
                     _fetch, query=self._sql.read_all, args=(position, batch_size, types, streams)
                 )
             )
-            for row in rows:
-                yield self._decode(row[9], row)  # the log's rows end with the stream id
+            opened = await self._open(rows) if self._cipher is not None else [None] * len(rows)
+            for row, data in zip(rows, opened, strict=True):
+                yield self._decode(row[9], row, 0, data)  # the log's rows end with the stream id
             if len(rows) < batch_size:
                 return
             position = rows[-1][3]

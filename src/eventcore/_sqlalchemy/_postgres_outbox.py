@@ -22,6 +22,7 @@ from sqlalchemy.util import greenlet_spawn
 from eventcore._exceptions import SchemaError, StoreConnectionError, StoreError
 from eventcore._messaging._message import Message
 from eventcore._messaging._outbox import OutboxEntry, Settlement
+from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox, in_order
 from eventcore._sqlalchemy._postgres import CONNECTION_ERRORS
 from eventcore._sqlalchemy._schema import EventStoreTables
@@ -51,8 +52,10 @@ class PostgresOutbox(SqlAlchemyOutbox):
     The statements, and so the behaviour, are `SqlAlchemyOutbox`'s.
     """
 
-    def __init__(self, engine: AsyncEngine, tables: EventStoreTables) -> None:
-        super().__init__(engine, tables)
+    def __init__(
+        self, engine: AsyncEngine, tables: EventStoreTables, cipher: PayloadCipher | None = None
+    ) -> None:
+        super().__init__(engine, tables, cipher)
         self._fast_candidates = _Compiled(engine, self._candidates)
         self._fast_queued = _Compiled(engine, self._queued)
         self._fast_claim = _Compiled(engine, self._mark_claimed)
@@ -100,7 +103,7 @@ class PostgresOutbox(SqlAlchemyOutbox):
 
         rows = await self._on_driver("cannot claim outbox messages", claim)
         rows.sort(key=lambda row: row[0])
-        return [_entry(row) for row in rows]
+        return await self.opened([_entry(row) for row in rows])
 
     async def settle(self, relay_id: str, settlement: Settlement) -> None:
         """Record which claimed messages were sent and which failed (see `Outbox`)."""

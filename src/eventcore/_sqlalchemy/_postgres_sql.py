@@ -33,6 +33,7 @@ class PostgresSql:
     read_log: str
     log_head: str
     position_of: str
+    sealed_payloads: str
     notify: str = "SELECT pg_notify($1, '')"
 
     @classmethod
@@ -67,6 +68,11 @@ class PostgresSql:
                 "ORDER BY global_position LIMIT $2"
             ),
             log_head=f"SELECT coalesce(max(global_position), 0) FROM {ev}",
+            # What snapshots of a stream with personal data depend on (see SealedSnapshotStore).
+            sealed_payloads=(
+                f"SELECT data::text FROM {ev} WHERE stream_id = $1 AND version > $2 "
+                "AND version <= $3 AND data::text LIKE '%\"eventcore:pii\"%'"
+            ),
             position_of=(
                 f"SELECT transaction_id::text::bigint FROM {ev} WHERE global_position = $1"
             ),

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -121,6 +122,7 @@ class EventStoreTables:
         self.outbox_relays = outbox_relays_table(self.metadata, f"{prefix}outbox_relays", schema)
         self.inbox = inbox_table(self.metadata, f"{prefix}inbox", schema)
         self.inbox_failures = inbox_failures_table(self.metadata, f"{prefix}inbox_failures", schema)
+        self.data_keys = _data_keys_table(self.metadata, f"{prefix}data_keys", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -240,6 +242,26 @@ def _deadlines_table(metadata: MetaData, name: str, schema: str | None) -> Table
     )
 
 
+def _data_keys_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    """Data keys of personal data, wrapped, one per (subject, group); group `*` anchors a
+    subject. A forgotten key keeps its row, without key, as the record of its forgetting."""
+    return Table(
+        name,
+        metadata,
+        Column("subject_id", String(255), primary_key=True),
+        Column("key_group", String(64), primary_key=True),
+        Column("key_id", Uuid(), nullable=True),
+        Column("kek_id", String(64), nullable=True),
+        Column("wrapped_key", LargeBinary(), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("forgotten_at", DateTime(timezone=True), nullable=True),
+        Column("forgotten_by", Text(), nullable=True),
+        Column("reason", Text(), nullable=True),
+        Index(f"{name}_key_id", "key_id", unique=True),
+        schema=schema,
+    )
+
+
 async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
@@ -253,5 +275,5 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
         own = [tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters]
         own.append(tables.projections)
         own += [tables.deadlines, tables.outbox, tables.outbox_lanes, tables.outbox_relays]
-        own += [tables.inbox, tables.inbox_failures]
+        own += [tables.inbox, tables.inbox_failures, tables.data_keys]
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))

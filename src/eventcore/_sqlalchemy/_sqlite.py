@@ -27,6 +27,8 @@ from eventcore._exceptions import (
     UnitOfWorkError,
 )
 from eventcore._persistence._codec import PreparedAppend, decode_row
+from eventcore._persistence._payload_cipher import PayloadCipher
+from eventcore._persistence._sealed_snapshots import key_ids_in
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult, BeforeCommit
 from eventcore._persistence._versioning import (
@@ -87,6 +89,7 @@ class SqliteBackend:
         self._engine = engine
         self._events = tables.events
         self._registry = registry
+        self._cipher: PayloadCipher | None = None  # opens sealed personal data on read
         self._write_lock = anyio.Lock()
         self.snapshots = SqlAlchemySnapshotStore(engine, tables)
         self.signal = AppendSignal()
@@ -109,6 +112,10 @@ class SqliteBackend:
             .values(data=bindparam("data", type_=Text), metadata=bindparam("meta", type_=Text))
             .returning(ev.c.global_position, sort_by_parameter_order=True)
         )
+
+    def open_sealed_with(self, cipher: PayloadCipher) -> None:
+        """Open sealed personal data with `cipher` from now on (set once, at start)."""
+        self._cipher = cipher
 
     async def close(self) -> None:
         """Nothing to release: every call uses and returns a pooled connection."""
@@ -244,10 +251,25 @@ class SqliteBackend:
                 with anyio.CancelScope(shield=True):
                     async with self._engine.connect() as own:
                         rows = (await own.execute(query)).all()
+        if self._cipher is not None:
+            opened = await self._cipher.reveal([(row[0], row[8]) for row in rows])
+            return [self._decode(row, data) for row, data in zip(rows, opened, strict=True)]
         return [self._decode(row) for row in rows]
 
-    def _decode(self, row: Row[Any]) -> RecordedEvent:
+    async def stream_key_ids(self, stream_id: str, after: int, up_to: int) -> set[str]:
+        """The data keys sealing personal data in `stream_id`'s versions `after`+1..`up_to`."""
+        ev = self._events
+        query = select(type_coerce(ev.c.data, Text)).where(
+            ev.c.stream_id == stream_id, ev.c.version > after, ev.c.version <= up_to
+        )
+        async with _translated_errors(), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return key_ids_in(row[0] for row in rows)
+
+    def _decode(self, row: Row[Any], opened: Any = None) -> RecordedEvent:
         event_id, stream_id, stream_type, version, position, at, etype, sv, data, meta = tuple(row)
+        if opened is not None:
+            data = opened
         return decode_row(
             self._registry,
             event_id=event_id,

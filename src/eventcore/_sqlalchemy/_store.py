@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
-from eventcore._exceptions import ConcurrencyError, InvalidEventError, UnsupportedBackendError
+from eventcore._exceptions import (
+    ConcurrencyError,
+    InvalidEventError,
+    UnsupportedBackendError,
+)
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     check_log_read,
@@ -26,7 +30,11 @@ from eventcore._persistence._deadlines import (
     deadline_appends,
     due_now,
 )
+from eventcore._persistence._key_providers import KeyProvider
 from eventcore._persistence._leases import InProcessLeases, ProjectionLeases
+from eventcore._persistence._payload_cipher import PayloadCipher
+from eventcore._persistence._personal_data import PersonalDataKeys
+from eventcore._persistence._protection import Protection
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._snapshots import SnapshotStore
 from eventcore._persistence._store import (
@@ -35,6 +43,7 @@ from eventcore._persistence._store import (
     StreamAppend,
 )
 from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
+from eventcore._sqlalchemy._data_keys import SqlAlchemyDataKeyStore
 from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
 from eventcore._sqlalchemy._deadlines import SqlAlchemyDeadlines
 from eventcore._sqlalchemy._inbox import SqlAlchemyInbox
@@ -70,6 +79,11 @@ class SqlAlchemyEventStore:
         tables: the tables to use (default: `EventStoreTables()`, prefix `eventcore_`).
         registry: where event type names are looked up (default: `default_registry`).
         max_payload_bytes: appends with a larger encoded event payload are refused.
+        key_provider: the key-encryption keys of personal data (see
+            [`personal_data`][eventcore.SqlAlchemyEventStore.personal_data]); without
+            one, events with personal data fields are refused.
+        key_cache_seconds: how long unwrapped data keys are cached (a subject forgotten
+            by another process stays readable here for at most that long).
     """
 
     def __init__(
@@ -79,23 +93,62 @@ class SqlAlchemyEventStore:
         tables: EventStoreTables | None = None,
         registry: EventRegistry | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        key_provider: KeyProvider | None = None,
+        key_cache_seconds: float = 60.0,
     ) -> None:
         self.engine = engine
         self.tables = tables or EventStoreTables()
         self._max_payload_bytes = max_payload_bytes
-        self._backend = _backend_for(engine, self.tables, registry or default_registry)
+        registry = registry or default_registry
+        self._backend = _backend_for(engine, self.tables, registry)
+        backend = self._backend
+        protection = Protection.of(
+            key_provider,
+            data_keys=lambda: _data_keys_for(engine, self.tables, self._key_transaction, backend),
+            cache_seconds=key_cache_seconds,
+            session=self.session,
+            registry=registry,
+            snapshots=backend.snapshots,
+            stream_key_ids=backend.stream_key_ids,
+        )
+        self._protection = protection
+        self._cipher = protection.cipher
+        if protection.keys is not None:
+            backend.open_sealed_with(protection.cipher)
         self._checkpoints = SqlAlchemyCheckpoints(engine, self.tables)
         self._leases: ProjectionLeases | None = None
         self._dead_letters = SqlAlchemyDeadLetters(engine, self.tables)
         self._deadlines = SqlAlchemyDeadlines(engine, self.tables)
         self._versions = SqlAlchemyProjectionVersions(engine, self.tables)
-        self._outbox = _outbox_for(engine, self.tables)
-        self._inbox = SqlAlchemyInbox(engine, self.tables)
+        self._outbox = _outbox_for(engine, self.tables, self._cipher)
+        self._inbox = SqlAlchemyInbox(engine, self.tables, self._cipher)
 
     @property
     def snapshots(self) -> SnapshotStore:
         """The snapshot store in the same database (the `snapshots` table)."""
-        return self._backend.snapshots
+        return self._protection.snapshots
+
+    @property
+    def personal_data(self) -> PersonalDataKeys:
+        """Forget data subjects, inspect and rotate their keys (needs a `key_provider`).
+
+        Data keys live in the `data_keys` table, wrapped by the key provider's
+        key-encryption key; see the personal data guide.
+        """
+        return self._protection.required()
+
+    @asynccontextmanager
+    async def _key_transaction(self) -> AsyncIterator[Any]:
+        """A write transaction for data keys, committed on success (on SQLite, queued
+        behind the store's other writers)."""
+        backend = self._backend
+        if hasattr(backend, "write_transaction"):
+            async with backend.write_transaction() as conn:
+                yield conn
+                await conn.commit()
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
 
     @property
     def outbox(self) -> SqlAlchemyOutbox:
@@ -136,6 +189,7 @@ class SqlAlchemyEventStore:
         prepared = encode_appends(appends, self._max_payload_bytes)
         if not prepared:
             return []
+        prepared = await self._cipher.protect_appends(appends, prepared)
         return await self._backend.append_streams(prepared)
 
     async def read_stream(
@@ -296,19 +350,36 @@ class SqlAlchemyEventStore:
                 self._deadlines,
                 self._outbox,
                 self._backend.signal,
+                self._cipher,
+                # SQLite's one write transaction is the session's: keys are made in it.
+                sqlite=self.engine.dialect.name == "sqlite",
             )
 
 
-def _outbox_for(engine: AsyncEngine, tables: EventStoreTables) -> SqlAlchemyOutbox:
+def _outbox_for(
+    engine: AsyncEngine, tables: EventStoreTables, cipher: PayloadCipher
+) -> SqlAlchemyOutbox:
     if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
         from eventcore._sqlalchemy._postgres_outbox import PostgresOutbox
 
-        return PostgresOutbox(engine, tables)
-    return SqlAlchemyOutbox(engine, tables)
+        return PostgresOutbox(engine, tables, cipher)
+    return SqlAlchemyOutbox(engine, tables, cipher)
+
+
+def _data_keys_for(
+    engine: AsyncEngine, tables: EventStoreTables, begin: Any, backend: Any
+) -> SqlAlchemyDataKeyStore:
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
+        from eventcore._sqlalchemy._postgres_data_keys import PostgresDataKeyStore
+
+        return PostgresDataKeyStore(engine, tables, begin, backend.lease)
+    return SqlAlchemyDataKeyStore(engine, tables, begin)
 
 
 def _backend_for(
-    engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry
+    engine: AsyncEngine,
+    tables: EventStoreTables,
+    registry: EventRegistry,
 ) -> PostgresBackend | SqliteBackend:
     dialect, driver = engine.dialect.name, engine.dialect.driver
     if dialect == "postgresql" and driver == "asyncpg":

@@ -18,7 +18,8 @@ from eventcore._persistence._codec import (
     utc_or_none,
     validate_stream_id,
 )
-from eventcore._persistence._deadlines import encode_deadline
+from eventcore._persistence._deadlines import encode_deadline, sealed_deadline
+from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._persistence._signal import AppendSignal
 from eventcore._persistence._store import AppendResult, BeforeCommit, StreamAppend
 from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
@@ -67,8 +68,13 @@ class SqlAlchemySession:
         deadlines: SqlAlchemyDeadlines,
         outbox: SqlAlchemyOutbox,
         signal: AppendSignal,
+        cipher: PayloadCipher | None = None,
+        *,
+        sqlite: bool = False,
     ) -> None:
         self._inner = inner
+        self._cipher = cipher or PayloadCipher(None)
+        self._sqlite = sqlite
         self._outbox = outbox
         self._signal = signal
         self._wrote_messages = False
@@ -101,6 +107,7 @@ class SqlAlchemySession:
     ) -> None:
         """Schedule `event` for `stream_id` at `due_at`, in this session's transaction."""
         deadline = encode_deadline(stream_id, event, due_at, stream_type, self._max_payload_bytes)
+        deadline = await sealed_deadline(self._cipher, deadline, event, self._key_connection)
         await self._deadlines.schedule(self.connection, deadline)
 
     async def cancel_deadline(self, deadline_id: uuid.UUID) -> None:
@@ -109,13 +116,19 @@ class SqlAlchemySession:
 
     async def add_messages(self, messages: Sequence[Message]) -> None:
         """Put `messages` in the outbox, in this session's transaction."""
-        await self._outbox.write(self.connection, messages)
+        await self._outbox.write(self.connection, messages, self._key_connection)
         self._wrote_messages = self._wrote_messages or bool(messages)
 
     @property
     def connection(self) -> AsyncConnection:
         """The SQLAlchemy connection: writes made on it commit atomically with the events."""
         return self._inner.connection
+
+    @property
+    def _key_connection(self) -> AsyncConnection | None:
+        """Where new data keys are written: in this transaction on SQLite (its only
+        writer), else in a short transaction of their own."""
+        return self.connection if self._sqlite else None
 
     async def read_stream(
         self,
@@ -148,6 +161,7 @@ class SqlAlchemySession:
         """
         try:
             prepared = encode_appends(appends, self._max_payload_bytes)
+            prepared = await self._cipher.protect_appends(appends, prepared, self._key_connection)
         except BaseException:
             await self._inner.rollback()
             raise

@@ -12,6 +12,7 @@ from eventcore.cli._dead_letters import dead_letters
 from eventcore.cli._inbox import inbox
 from eventcore.cli._log import log
 from eventcore.cli._outbox import outbox
+from eventcore.cli._personal_data import personal_data
 from eventcore.cli._projections import projections
 from eventcore.cli._running import run
 from eventcore.cli._schema import SchemaReport, upgrade_schema
@@ -50,6 +51,14 @@ __all__ = ["cli"]
     "returning one (ATTR defaults to 'projectors').",
 )
 @click.option(
+    "--kek-file",
+    envvar="EVENTCORE_KEK_FILE",
+    show_envvar=True,
+    metavar="PATH",
+    help="The key-encryption keys of personal data (id=base64key lines, the current "
+    "first); default: $EVENTCORE_KEK, if set.",
+)
+@click.option(
     "-v", "--verbose", is_flag=True, help="Log what the workers do, not only their problems."
 )
 @click.version_option(eventcore.__version__, prog_name="eventcore")
@@ -60,9 +69,10 @@ def cli(
     schema: str | None,
     prefix: str,
     app: str | None,
+    kek_file: str | None,
     verbose: bool,
 ) -> None:
-    """Operate an eventcore event store: schema, log, projections, dead letters, outbox.
+    """Operate an eventcore event store: schema, log, projections, outbox, personal data.
 
     Errors print one line and exit with status 1 (2 for wrong usage).
     """
@@ -70,7 +80,7 @@ def cli(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = Settings(url=url, schema=schema, prefix=prefix, app=app)
+    ctx.obj = Settings(url=url, schema=schema, prefix=prefix, app=app, kek_file=kek_file)
 
 
 @cli.group()
@@ -116,3 +126,4 @@ cli.add_command(projections)
 cli.add_command(dead_letters)
 cli.add_command(outbox)
 cli.add_command(inbox)
+cli.add_command(personal_data)

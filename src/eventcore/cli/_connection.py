@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,12 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from eventcore import (
     EventRegistry,
     EventStoreTables,
+    KeyProvider,
+    LocalKeyProvider,
     SqlAlchemyEventStore,
     postgres_engine,
     sqlite_engine,
 )
 
-__all__ = ["Settings", "engine_for", "open_store", "pass_settings"]
+__all__ = ["KEK_ENV", "Settings", "engine_for", "open_store", "pass_settings"]
+
+KEK_ENV = "EVENTCORE_KEK"
+"""The environment variable the commands read the key-encryption keys from."""
 
 _SQLITE = ("sqlite:///", "sqlite+aiosqlite:///")
 _POSTGRES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
@@ -31,6 +37,15 @@ class Settings:
     schema: str | None
     prefix: str
     app: str | None
+    kek_file: str | None = None
+
+    def key_provider(self) -> KeyProvider | None:
+        """The key-encryption keys: from --kek-file, else $EVENTCORE_KEK, else none."""
+        if self.kek_file:
+            return LocalKeyProvider.from_file(self.kek_file)
+        if os.environ.get(KEK_ENV, "").strip():
+            return LocalKeyProvider.from_env(KEK_ENV)
+        return None
 
     def tables(self) -> EventStoreTables:
         """The event store's tables, as `--schema` and `--prefix` name them."""
@@ -64,12 +79,20 @@ def engine_for(url: str) -> AsyncEngine:
 
 @asynccontextmanager
 async def open_store(
-    settings: Settings, *, registry: EventRegistry | None = None
+    settings: Settings,
+    *,
+    registry: EventRegistry | None = None,
+    keys: KeyProvider | bool | None = True,
 ) -> AsyncIterator[SqlAlchemyEventStore]:
-    """The event store of `settings`; its connections are closed on the way out."""
+    """The event store of `settings`; its connections are closed on the way out.
+
+    With `keys=True` it opens personal data with the settings' key provider, if any;
+    `False` never does (the store then shows sealed values as stored).
+    """
     tables = settings.tables()
+    provider = settings.key_provider() if keys is True else (keys or None)
     engine = engine_for(settings.database_url())
-    store = SqlAlchemyEventStore(engine, tables=tables, registry=registry)
+    store = SqlAlchemyEventStore(engine, tables=tables, registry=registry, key_provider=provider)
     try:
         yield store
     finally:

@@ -66,7 +66,7 @@ def tail(
     """
 
     async def tail_log() -> None:
-        async with open_store(settings, registry=RawRegistry()) as store:
+        async with open_store(settings, registry=RawRegistry(), keys=False) as store:
             start = await _start(store, after)
             if not follow:
                 await wait_until_readable(store)  # "the end" is the head as of now
