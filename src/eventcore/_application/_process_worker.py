@@ -18,6 +18,7 @@ from eventcore._application._projection_status import (
 )
 from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
+from eventcore._domain._integration import IntegrationMapping
 from eventcore._domain._metadata import LogPosition, RecordedEvent, caused_by
 from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProcessManagerError
 from eventcore._persistence._leases import ProjectionLease, ProjectionLeases, leases_for
@@ -41,6 +42,10 @@ class ProcessManagerWorker:
     aggregate, say) is retried `retries` times with exponential backoff from
     `retry_delay`; then the worker stops with a
     [`ProcessManagerError`][eventcore.ProcessManagerError].
+
+    `mappings` are the batch's unit of work's: the events the reactions cause that an
+    [`IntegrationMapping`][eventcore.IntegrationMapping] translates are put in the
+    outbox in the same transaction, as a command handler's would be.
 
     Next to the managers, `run()` fires the due deadlines every `deadline_interval`
     seconds ([`fire_deadlines`][eventcore.EventStore.fire_deadlines]). Several workers
@@ -67,6 +72,7 @@ class ProcessManagerWorker:
         deadline_interval: float = 1.0,
         leases: ProjectionLeases | None = None,
         lease_retry: float = 1.0,
+        mappings: Sequence[IntegrationMapping] = (),
     ) -> None:
         for manager in managers:
             _check(manager)
@@ -82,6 +88,7 @@ class ProcessManagerWorker:
         self._deadline_interval = deadline_interval
         self._leases = leases if leases is not None else leases_for(store)
         self._lease_retry = lease_retry
+        self._mappings = list(mappings)
         self._held: dict[str, _Held] = {}  # the lease and checkpoint of running managers
 
     @staticmethod
@@ -206,7 +213,7 @@ class ProcessManagerWorker:
         name = self.checkpoint_name(manager)
         held = self._held.get(name)
         end = batch[-1].log_position
-        async with UnitOfWork(self._store) as uow:
+        async with UnitOfWork(self._store, mappings=self._mappings) as uow:
             saved = False
             if held is not None:  # before any write: fails if another worker took over
                 saved = await held.lease.guard(uow.session, held.checkpoint, end)
