@@ -28,7 +28,10 @@ from university.settings import Settings
 __all__ = ["main"]
 
 COMMANDS = ("demo", "relay", "records")
-DESCRIPTION = "50 students race for 30 seats; the records context follows through the outbox."
+DESCRIPTION = (
+    "A seeded term, a registration rush on one section, drops and swaps; "
+    "the records context follows through the outbox."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
