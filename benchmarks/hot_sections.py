@@ -4,6 +4,7 @@
 python benchmarks/hot_sections.py [--database sqlite|postgres] [--students 300]
                                   [--sections 5] [--seats 30] [--waitlist 10]
                                   [--mode optimistic|serialised|locked] [--rounds 3]
+                                  [--instances 1]
 ```
 
 Every student sends one `RegisterForSection` to one of the sections (round robin), all
@@ -15,7 +16,9 @@ waitlist's room, and the read of every stream agrees with the decisions.
 Modes: `optimistic` lets the commands race (each conflict retried with backoff);
 `serialised` queues one section's commands in the process (the default of
 `university.registration.bootstrap`); `locked` adds PostgreSQL advisory locks (for
-several processes). PostgreSQL comes from `EVENTCORE_BENCH_POSTGRES_URL` (default
+several processes). `--instances 2` sends the commands round robin to two contexts on the
+same tables, each with its own gate, as two service instances would have. PostgreSQL
+comes from `EVENTCORE_BENCH_POSTGRES_URL` (default
 `postgresql+asyncpg://postgres@127.0.0.1:5432/test`), in a throwaway schema.
 """
 
@@ -105,18 +108,25 @@ async def _prepare(registration: Registration, args: argparse.Namespace) -> list
     return sections
 
 
-async def _burst(registration: Registration, sections: list[str], students: int) -> Counter[str]:
+async def _burst(
+    instances: list[Registration], sections: list[str], students: int
+) -> tuple[Counter[str], list[float]]:
+    """Every student's command at once, round robin over the instances; the outcomes and
+    each command's latency (seconds)."""
     outcomes: Counter[str] = Counter()
+    latencies: list[float] = []
 
     async def register(n: int) -> None:
         command = RegisterForSection(TERM, f"h{n:04d}", sections[n % len(sections)])
-        outcome = (await registration.register(command)).outcome
+        started = time.perf_counter()
+        outcome = (await instances[n % len(instances)].register(command)).outcome
+        latencies.append(time.perf_counter() - started)
         outcomes[type(outcome).__name__] += 1
 
     async with anyio.create_task_group() as group:
         for n in range(students):
             group.start_soon(register, n)
-    return outcomes
+    return outcomes, latencies
 
 
 async def _check(registration: Registration, sections: list[str], seats: int, room: int) -> int:
@@ -144,18 +154,27 @@ async def _round(args: argparse.Namespace, url: str | None, tmp: Path, n: int) -
         engine = postgres_engine(url, pool_size=20, max_overflow=30)
         schema = f"hot_{uuid.uuid4().hex[:10]}"
         registration = await bootstrap(engine, schema=schema, **options)
+    store = registration.store
+    instances = [registration] + [
+        await bootstrap(store.engine, schema=schema, create_tables=False, **options)
+        for _ in range(args.instances - 1)
+    ]  # each with its own gate, as separate service instances would have
     try:
         sections = await _prepare(registration, args)
         started = time.perf_counter()
-        outcomes = await _burst(registration, sections, args.students)
+        outcomes, latencies = await _burst(instances, sections, args.students)
         seconds = time.perf_counter() - started
         broken = await _check(registration, sections, args.seats, args.waitlist)
-        metrics = registration.metrics
+        conflicts = sum(i.metrics.conflicts for i in instances)
+        decided = sum(i.metrics.decided for i in instances)
+        latencies.sort()
         return {
             "seconds": seconds,
-            "conflicts": metrics.conflicts,
-            "decided": metrics.decided,
-            "per_decision": metrics.conflicts_per_decision,
+            "p50": latencies[len(latencies) // 2],
+            "p99": latencies[int(len(latencies) * 0.99)],
+            "conflicts": conflicts,
+            "decided": decided,
+            "per_decision": conflicts / decided,
             "enrolled": outcomes[Enrolled.__name__],
             "waitlisted": outcomes[Waitlisted.__name__],
             "refused": outcomes[Refused.__name__],
@@ -174,13 +193,16 @@ async def _main(args: argparse.Namespace) -> None:
     url = os.environ.get(URL_ENV, DEFAULT_URL) if args.database == "postgres" else None
     print(
         f"{args.students} students, {args.sections} sections of {args.seats} seats "
-        f"(waitlist {args.waitlist}), {args.database}, mode {args.mode}"
+        f"(waitlist {args.waitlist}), {args.database}, mode {args.mode}, "
+        f"{args.instances} instance(s)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         results = [await _round(args, url, Path(tmp), n) for n in range(args.rounds)]
     for r in results:
         print(
-            f"  {r['seconds']:6.2f} s  conflicts {r['conflicts']:5.0f} "
+            f"  {r['seconds']:6.2f} s (p50 {r['p50'] * 1000:5.0f} ms, "
+            f"p99 {r['p99'] * 1000:5.0f} ms)"
+            f"  conflicts {r['conflicts']:5.0f} "
             f"({r['per_decision']:.2f} per decision)  enrolled {r['enrolled']:.0f} "
             f"waitlisted {r['waitlisted']:.0f} refused {r['refused']:.0f}  "
             f"limits broken {r['broken']:.0f}"
@@ -203,6 +225,9 @@ def main() -> None:
         "--mode", choices=("optimistic", "serialised", "locked"), default="serialised"
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--instances", type=int, default=1, help="contexts, each with its own gate (as processes)"
+    )
     anyio.run(_main, parser.parse_args())
 
 

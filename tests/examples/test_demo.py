@@ -56,7 +56,9 @@ def test_the_demo_runs_on_a_throwaway_sqlite_file_by_default(
     assert "matching registration." in out
 
 
-@pytest.mark.parametrize("command", [["relay"], ["records"], ["demo", "--external"]])
+@pytest.mark.parametrize(
+    "command", [["relay"], ["registration"], ["records"], ["demo", "--external"]]
+)
 def test_services_need_a_database_and_a_broker_other_processes_share(
     command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -147,10 +147,13 @@ class Registration(ContextServices):
             AuditProjector(self.tables),
         ]
         self._bulk_inbox = SqlBulkInbox(store)
-        self.waitlist = waitlist_promotion(self.directory, clock)
+        self.waitlist = waitlist_promotion(self.directory, clock, gate)
         self.projection_worker = ProjectionWorker(store, self.projectors, max_wait=0.2)
         self.process_worker = ProcessManagerWorker(
-            store, [self.waitlist], max_wait=0.2, retries=10, batch_size=20,
+            # One event per batch with database locks: a batch locking two sections in
+            # the order of its events could wait in a circle with a swap.
+            store, [self.waitlist], max_wait=0.2, retries=10,
+            batch_size=1 if gate.database_lock else 20,
             mappings=[self.contract],
         )  # fmt: skip
 

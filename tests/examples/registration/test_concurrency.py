@@ -13,6 +13,7 @@ from tests.examples.registration.world import CS101_01, CS101_02, MWF, TERM, TR,
 from university.registration import Registration, bootstrap
 from university.registration.application.commands import (
     CatalogueCourse,
+    DropSection,
     RegisterForSection,
     SwapSections,
 )
@@ -28,7 +29,7 @@ from university.registration.domain.requests import (
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-async def another_process(registration: Registration) -> Registration:
+async def another_process(registration: Registration, *, locks: bool = False) -> Registration:
     """A second context on the same tables, with its own gate: as another process would be."""
     store = registration.store
     return await bootstrap(
@@ -36,6 +37,7 @@ async def another_process(registration: Registration) -> Registration:
         schema=store.tables.schema,
         create_tables=False,
         clock=registration.services.clock,
+        database_locks=locks,
     )
 
 
@@ -104,6 +106,34 @@ async def test_racing_processes_conflict_but_never_overbook(world: World) -> Non
         await other.aclose()
     assert outcomes == {"Enrolled": 10, "Waitlisted": 5, "Refused": 25}
     assert await agree(world.registration, f"{TERM}-RACE-01") == (10, 5)
+
+
+async def test_with_database_locks_processes_take_turns_too(world: World) -> None:
+    """Two contexts with PostgreSQL advisory locks: no conflicts, and promotions still run."""
+    section_id = f"{TERM}-LOCK-01"
+    await world.offer(section_id, "PHYS101", weekly(TR, 8), capacity=10, waitlist=5)
+    students = [f"k{n:02d}" for n in range(40)]
+    await world.admit(*students)
+    first, second = [await another_process(world.registration, locks=True) for _ in range(2)]
+    outcomes: Counter[str] = Counter()
+
+    async def register(n: int) -> None:
+        command = RegisterForSection(TERM, students[n], section_id)
+        outcomes[type((await (first, second)[n % 2].register(command)).outcome).__name__] += 1
+
+    try:
+        async with anyio.create_task_group() as group:
+            for n in range(40):
+                group.start_soon(register, n)
+        seated = (await first.queries.section_as_of(section_id)).enrolled
+        await second.drop(DropSection(TERM, seated[0], section_id))
+        await first.catch_up()
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert outcomes == {"Enrolled": 10, "Waitlisted": 5, "Refused": 25}
+    assert first.metrics.conflicts + second.metrics.conflicts == 0
+    assert await agree(world.registration, section_id) == (10, 4)
 
 
 async def test_one_student_racing_for_many_sections_stays_within_the_limits(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from eventcore import ProcessContext, ProcessManager, RecordedEvent, message_context, reacts
+from university.registration.application.concurrency import StreamGate
 from university.registration.application.ports import Clock, StudentDirectory
 from university.registration.domain.course import Course
 from university.registration.domain.events import CapacityChanged, SeatReleased
@@ -43,6 +44,9 @@ class Wiring:
 
     directory: StudentDirectory
     clock: Clock
+    gate: StreamGate
+    """Only its database lock is used: a section's commands in other processes wait for
+    the promotions (the in-process turns are the command handlers')."""
 
 
 class WaitlistPromotion(ProcessManager, name="registration.waitlist"):
@@ -69,7 +73,9 @@ class WaitlistPromotion(ProcessManager, name="registration.waitlist"):
 
     async def _fill(self, section_id: str, context: ProcessContext) -> None:
         """Seat the head of the line, or skip them, while a seat is free and someone waits."""
-        section = await context.repository(Section).get(Section.stream_id(section_id))
+        stream = Section.stream_id(section_id)
+        await self.wiring.gate.lock(context.connection, [stream])
+        section = await context.repository(Section).get(stream)
         if section.next_in_line is None:
             return  # nobody waits, or the seat was taken meanwhile (a batch seen before)
         term = await context.repository(Term).get(Term.stream_id(section.term_id))
@@ -88,10 +94,12 @@ class WaitlistPromotion(ProcessManager, name="registration.waitlist"):
                     section.skip(student_id)
 
 
-def waitlist_promotion(directory: StudentDirectory, clock: Clock) -> type[WaitlistPromotion]:
-    """`WaitlistPromotion` wired to a directory and a clock, for one context's worker."""
+def waitlist_promotion(
+    directory: StudentDirectory, clock: Clock, gate: StreamGate
+) -> type[WaitlistPromotion]:
+    """`WaitlistPromotion` wired to a directory, a clock and a gate, for one context's worker."""
 
     class Wired(WaitlistPromotion, name=WaitlistPromotion.name):
-        wiring = Wiring(directory, clock)
+        wiring = Wiring(directory, clock, gate)
 
     return Wired
