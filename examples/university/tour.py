@@ -203,10 +203,10 @@ async def _audit(registration: Registration, section_id: str, before_drop: datet
     listed = ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items()))
     print(f"Audit trail of {section_id}: {rows} requests ({listed}), e.g.:")
     examples = [next(e for e in trail if e.outcome == kind) for kind in ("enrolled", "refused")]
-    for entry in (*examples, trail[-1]):
+    for entry in sorted([*examples, trail[-1]], key=lambda e: e.position):
         print(
             f"  #{entry.position:<6} {entry.student_id} {entry.action:<8} {entry.outcome:<10} "
-            f"by {entry.actor}, request {str(entry.correlation_id)[:13]}: {entry.detail}"
+            f"by {entry.actor}, request ...{str(entry.correlation_id)[-12:]}: {entry.detail}"
         )
     then = await queries.section_as_of(section_id, before_drop)
     now = await queries.section_as_of(section_id)
