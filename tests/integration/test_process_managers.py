@@ -10,7 +10,8 @@ deadlines and checkpoint commit together or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -648,6 +649,21 @@ async def test_what_reactions_cause_is_published_through_the_outbox_with_the_bat
         StudentDroppedContract.model_validate_json(m.payload).student_id for m in broker.published
     ) == ["ada", "grace"]
     assert {m.key for m in broker.published} == {"cs101"}
+
+
+async def test_a_batch_lock_is_held_around_each_batch(any_store: EventStore) -> None:
+    held: list[str] = []
+
+    @asynccontextmanager
+    async def lock(batch: Sequence[RecordedEvent]) -> AsyncIterator[None]:
+        held.append(f"enter {len(batch)}")
+        yield
+        held.append(f"exit, {len(await any_store.list_deadlines())} deadlines committed")
+
+    await register(any_store, "cs101", "ada", "grace")
+    locked = ProcessManagerWorker(any_store, [RegistrationProcess], batch_lock=lock)
+    assert await locked.catch_up() == 2
+    assert held == ["enter 2", "exit, 2 deadlines committed"]
 
 
 async def test_the_in_memory_store_has_no_connection_for_reactions(

@@ -9,6 +9,7 @@ relay, the consumer of records' events), for the caller to run where it wants.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from eventcore import (
     Message,
     MessageSource,
     OutboxRelay,
+    ProcessManagerError,
     ProcessManagerWorker,
     ProjectionWorker,
     Publisher,
@@ -50,7 +52,7 @@ from university.registration.application.results import (
     RegistrationDecision,
     SwapDecision,
 )
-from university.registration.application.waitlist import waitlist_promotion
+from university.registration.application.waitlist import sections_of, waitlist_promotion
 from university.registration.contracts import TOPICS
 from university.registration.infrastructure.directory import SqlStudentDirectory
 from university.registration.infrastructure.inbox import SqlBulkInbox
@@ -64,7 +66,12 @@ from university.registration.infrastructure.read_models import SqlReadModels
 from university.registration.infrastructure.store import engine_for, registration_store
 from university.registration.infrastructure.tables import RegistrationTables
 
-__all__ = ["Registration", "bootstrap"]
+__all__ = ["WAITLIST_RESTART", "Registration", "bootstrap"]
+
+WAITLIST_RESTART = 1.0
+"""Seconds before the waitlist process runs again after giving up on a batch."""
+
+_log = logging.getLogger("university.registration")
 
 
 def _now() -> datetime:
@@ -155,6 +162,7 @@ class Registration(ContextServices):
             store, [self.waitlist], max_wait=0.2, retries=10,
             batch_size=1 if gate.database_lock else 20,
             mappings=[self.contract],
+            batch_lock=lambda batch: gate.entered(sections_of(batch)),
         )  # fmt: skip
 
     @property
@@ -219,10 +227,24 @@ class Registration(ContextServices):
         return OutboxRelay(self.store, publisher, poll_interval=poll_interval)
 
     async def run_workers(self) -> None:
-        """Run the projections and the waitlist process until cancelled."""
+        """Run the projections and the waitlist process until cancelled.
+
+        A waitlist batch that keeps conflicting with students' commands on a busy
+        section (the worker gives up after its retries) is tried again after
+        `WAITLIST_RESTART` seconds, from the same checkpoint: nothing of it was committed.
+        """
         async with anyio.create_task_group() as group:
             group.start_soon(self.projection_worker.run)
-            group.start_soon(self.process_worker.run)
+            group.start_soon(self._run_waitlist)
+
+    async def _run_waitlist(self) -> None:
+        while True:
+            try:
+                await self.process_worker.run()
+                return
+            except ProcessManagerError as error:
+                _log.warning("waitlist process: %s; again in %g s", error, WAITLIST_RESTART)
+                await anyio.sleep(WAITLIST_RESTART)
 
     async def catch_up(self) -> int:
         """Run the waitlist process and the projections over everything committed so far

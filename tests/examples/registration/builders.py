@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from university.registration.domain.course import Course
 from university.registration.domain.events import ScheduleOpened, SectionAdded, SectionOffered
 from university.registration.domain.requests import AddRequest
-from university.registration.domain.schedule import Schedule
 from university.registration.domain.section import Section
 from university.registration.domain.term import Term
 from university.registration.domain.values import (
@@ -163,8 +162,3 @@ def request(
         record,
         at,
     )
-
-
-def schedule_scenario_id(student_id: str = "ada") -> str:
-    """The stream id of `student_id`'s schedule."""
-    return Schedule.stream_id(TERM, student_id)

@@ -7,11 +7,14 @@ limit: the student may have registered elsewhere meanwhile), and either seats th
 skips them (`WaitlistSkipped`, with the reason: the student is told why through the
 published contract), then goes on down the line while seats are free.
 
-Each batch of the worker is one transaction: the section's and the schedules' events
-and the worker's checkpoint commit together, each stream at its loaded version, so a
-promotion that races a student's command conflicts and is retried on the new state,
-and a crash mid-batch promotes nobody twice. It keeps no state of its own (the
-section's stream is its state), so its instances record nothing.
+The worker takes the turns of each batch's sections in the process first (`sections_of`,
+with the command handlers' `StreamGate`), so on a busy section a promotion waits for
+the commands queued before it instead of racing them. Each batch is one transaction: the
+section's and the schedules' events and the worker's checkpoint commit together, each
+stream at its loaded version, so a promotion that still races a command (from another
+process) conflicts and is retried on the new state, and a crash mid-batch promotes
+nobody twice. It keeps no state of its own (the section's stream is its state), so its
+instances record nothing.
 
 Its events carry the correlation id of the request that freed the seat, and the actor
 `ACTOR`: the audit trail shows the drop and the promotion it caused as one conversation.
@@ -19,6 +22,7 @@ Its events carry the correlation id of the request that freed the seat, and the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,7 +36,7 @@ from university.registration.domain.schedule import Schedule
 from university.registration.domain.section import Section
 from university.registration.domain.term import Term
 
-__all__ = ["ACTOR", "WaitlistPromotion", "Wiring", "waitlist_promotion"]
+__all__ = ["ACTOR", "WaitlistPromotion", "Wiring", "sections_of", "waitlist_promotion"]
 
 ACTOR = "registration.waitlist"
 """The actor of the events the waitlist process records."""
@@ -92,6 +96,15 @@ class WaitlistPromotion(ProcessManager, name="registration.waitlist"):
                     section.promote(student_id)
                 else:
                     section.skip(student_id)
+
+
+def sections_of(batch: Sequence[RecordedEvent]) -> list[str]:
+    """The streams of the sections whose seats a batch of the process changes."""
+    return [
+        Section.stream_id(r.event.section_id)
+        for r in batch
+        if isinstance(r.event, SeatReleased | CapacityChanged)
+    ]
 
 
 def waitlist_promotion(
