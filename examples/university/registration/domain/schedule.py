@@ -185,6 +185,21 @@ class Schedule(Aggregate, aggregate_type="registration.Schedule"):
         self.record(self._added(request, Action.PROMOTE))
         return Enrolled(section_id)
 
+    def refuse(
+        self, action: Action, section_id: str, reason: RefusalReason, *, other: str | None = None
+    ) -> Refused:
+        """Record a refusal decided before the schedule's rules ran (an unknown section)."""
+        self.record(
+            RequestRefused(
+                **self._ids(),
+                action=action,
+                section_id=section_id,
+                reason=reason,
+                other_section_id=other,
+            )
+        )
+        return Refused(section_id, reason)
+
     # -- the rules ------------------------------------------------------------------------
 
     def _refusal_to_add(
@@ -224,21 +239,6 @@ class Schedule(Aggregate, aggregate_type="registration.Schedule"):
         if total > request.credit_limit:
             return CreditLimitExceeded(limit=request.credit_limit, requested=total)
         return None
-
-    def refuse(
-        self, action: Action, section_id: str, reason: RefusalReason, *, other: str | None = None
-    ) -> Refused:
-        """Record a refusal decided before the schedule's rules ran (an unknown section)."""
-        self.record(
-            RequestRefused(
-                **self._ids(),
-                action=action,
-                section_id=section_id,
-                reason=reason,
-                other_section_id=other,
-            )
-        )
-        return Refused(section_id, reason)
 
     def _ids(self) -> dict[str, str]:
         return {"term_id": self.term_id, "student_id": self.student_id}
