@@ -4,6 +4,8 @@
   unless told otherwise; the relay and the records consumer run in the same process,
   or elsewhere with `--external`.
 - `relay`: registration's outbox relay, as a service of its own.
+- `registration`: registration's workers (projections, the waitlist process, the consumer
+  of records' events), as a service of its own.
 - `records`: the records context's consumer, as a service of its own.
 
 `--database-url` and `--broker-url` override `UNIVERSITY_DATABASE_URL` and
@@ -22,13 +24,16 @@ from pathlib import Path
 import anyio
 
 from university.demo import run_demo
-from university.services import run_records, run_relay, serve
+from university.services import run_records, run_registration, run_relay, serve
 from university.settings import Settings
 
 __all__ = ["main"]
 
-COMMANDS = ("demo", "relay", "records")
-DESCRIPTION = "50 students race for 30 seats; the records context follows through the outbox."
+COMMANDS = ("demo", "relay", "registration", "records")
+DESCRIPTION = (
+    "A seeded term, a registration rush on one section, drops and swaps; "
+    "the records context follows through the outbox."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return 0 if _demo(settings, external=args.external) else 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    service = run_relay if args.command == "relay" else run_records
+    service = {"relay": run_relay, "registration": run_registration, "records": run_records}[
+        args.command
+    ]
     anyio.run(serve, lambda: service(settings))
     return 0
 
@@ -73,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     helps = {
         "demo": "run the demo (default); relay and records in this process unless --external",
         "relay": "publish registration's outbox to the broker, until stopped",
+        "registration": "run registration's projections and waitlist process, and consume "
+        "records' events, until stopped",
         "records": "consume registration's contracts into the records context, until stopped",
     }
     for name in COMMANDS:

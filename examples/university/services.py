@@ -1,6 +1,8 @@
 """The long-running pieces, each runnable as its own process.
 
 - `run_relay`: registration's outbox relay, publishing its integration events;
+- `run_registration`: registration's workers: its projections, the waitlist process,
+  and the consumer of records' integration events (the student directory);
 - `run_records`: the records context's consumer, keeping the enrolments.
 
 Both run until cancelled, or until SIGINT/SIGTERM (`serve`), and then stop cleanly: the
@@ -20,7 +22,7 @@ from university import records as records_context
 from university import registration as registration_context
 from university.settings import Settings
 
-__all__ = ["run_records", "run_relay", "serve"]
+__all__ = ["run_records", "run_registration", "run_relay", "serve"]
 
 _log = logging.getLogger("university")
 
@@ -61,6 +63,29 @@ async def run_relay(settings: Settings) -> None:
             await publisher.close()
 
 
+async def run_registration(settings: Settings) -> None:
+    """Run registration's projections and waitlist process, and consume records' events
+    into its student directory, until cancelled."""
+    database_url = _required(settings)
+    broker = settings.broker()
+    async with await registration_context.bootstrap(
+        database_url, schema=settings.schema
+    ) as registration:
+        await broker.subscribe(registration.subscription)
+        source = broker.source(registration.subscription)
+        try:
+            topics = ", ".join(registration.subscription.topics)
+            _log.info(
+                "registration: workers running; consuming %s from %s", topics, broker.describe()
+            )
+            async with anyio.create_task_group() as group:
+                group.start_soon(registration.run_workers)
+                await _consume("registration", registration.records_worker(source))
+                group.cancel_scope.cancel()
+        finally:
+            await source.close()
+
+
 async def run_records(settings: Settings) -> None:
     """Consume registration's contracts into the records context, until cancelled.
 
@@ -75,18 +100,18 @@ async def run_records(settings: Settings) -> None:
             worker = records.worker(source)
             topics = ", ".join(records.subscription.topics)
             _log.info("records: consuming %s from %s", topics, broker.describe())
-            await _consume(worker)
+            await _consume("records", worker)
         finally:
             await source.close()
 
 
-async def _consume(worker: ConsumerWorker) -> None:
+async def _consume(name: str, worker: ConsumerWorker) -> None:
     while True:
         try:
             await worker.run()
             return
         except BrokerConnectionError as error:
-            _log.warning("records: %s; reconnecting in %g s", error, RECONNECT_DELAY)
+            _log.warning("%s: %s; reconnecting in %g s", name, error, RECONNECT_DELAY)
             await anyio.sleep(RECONNECT_DELAY)
 
 

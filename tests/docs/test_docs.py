@@ -15,6 +15,9 @@ An HTML comment on the line before a block changes what happens to it:
   subprocess in the working directory (so on every test module written so far) and must
   pass. For pages that show test modules and `conftest.py` files.
 
+Pages of `docs/university/` (the reference application's) keep the default registry:
+the application's events are registered when it is first imported.
+
 A page that mentions `DATABASE_URL` gets that environment variable pointing at a fresh,
 empty PostgreSQL database, dropped afterwards. If PostgreSQL is unreachable the page is
 skipped, or fails under `CI=true`, as with the `postgres_event_store` fixture.
@@ -144,7 +147,8 @@ def test_page(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
             stack.callback(runner.run, _drop_postgres_database(url))
             monkeypatch.setenv("DATABASE_URL", url)
         namespace = stack.enter_context(_page_module(page, tmp_path))
-        stack.enter_context(_empty_event_registry(page, tmp_path))
+        if not _uses_the_reference_application(page):
+            stack.enter_context(_empty_event_registry(page, tmp_path))
         stack.callback(runner.run, _dispose_engines(namespace))
         for block in blocks:
             _run_block(runner, page, block, namespace, tmp_path)
@@ -209,6 +213,12 @@ def _modules_under(directory: Path) -> list[str]:
         if file and Path(file).resolve().is_relative_to(directory.resolve()):
             found.append(name)
     return found
+
+
+def _uses_the_reference_application(page: Path) -> bool:
+    """Pages of `docs/university/` run the reference application, whose event classes
+    are registered once, when it is imported: those pages keep the default registry."""
+    return page.is_relative_to(ROOT / "docs" / "university")
 
 
 @contextmanager

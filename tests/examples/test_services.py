@@ -1,7 +1,9 @@
 """The contexts as separate services over PostgreSQL and a real broker: the README's recipe.
 
-`university records` and `university relay` run as processes of their own; the demo
-runs here with `external=True` and must see records match registration.
+`university records`, `university registration` and `university relay` run as processes
+of their own; the demo runs here with `external=True` and must see records match
+registration; a student records admits, published to the broker, must reach
+registration's directory through the registration service.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import signal
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -18,6 +21,7 @@ import pytest
 from anyio.abc import Process
 from sqlalchemy import text
 
+from eventcore import message_for
 from eventcore.testing.pytest_plugin import (
     postgres_url,
     reachable_postgres_engine,
@@ -28,9 +32,14 @@ from university import registration as registration_context
 from university.demo import run_demo
 from university.messaging import Broker, NatsBroker, RabbitMqBroker
 from university.records import Records
+from university.records import contracts as records_contracts
+from university.records.contracts import StudentAdmitted
+from university.registration import Registration
 from university.settings import BROKER_URL, DATABASE_SCHEMA, DATABASE_URL, NAMESPACE, Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+SERVICES = ("records", "registration", "relay")
 
 
 @pytest.mark.parametrize(
@@ -60,15 +69,17 @@ async def test_relay_and_records_run_as_their_own_processes(
     broker = settings.broker()
     try:
         # As a deployment would: tables (migrations) and the queue exist before traffic.
-        async with await registration_context.bootstrap(engine, schema=schema):
+        async with await registration_context.bootstrap(engine, schema=schema) as registration:
             await records_context.bootstrap(engine, schema=schema)
-        await broker.subscribe(Records.subscription)
-        services = [await _service(name, env, tmp_path) for name in ("records", "relay")]
-        try:
-            with anyio.fail_after(60):
-                matched = await run_demo(settings, external=True, catch_up_timeout=30)
-        finally:
-            codes = await _stop(services)
+            await broker.subscribe(Records.subscription)
+            await broker.subscribe(Registration.subscription)
+            services = [await _service(name, env, tmp_path) for name in SERVICES]
+            try:
+                with anyio.fail_after(60):
+                    matched = await run_demo(settings, external=True, catch_up_timeout=30)
+                    learnt = await _records_reach_registration(broker, registration)
+            finally:
+                codes = await _stop(services)
     finally:
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -76,13 +87,38 @@ async def test_relay_and_records_run_as_their_own_processes(
         await _delete(broker)
 
     out = capsys.readouterr().out
-    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("records", "relay")}
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in SERVICES}
     assert matched, (out, logs)
-    assert "records: 30 students enrolled in cs101-" in out
+    assert learnt, logs["registration"]
+    assert "records: 40 students enrolled in " in out
     assert "matching registration." in out
-    assert codes == [0, 0], logs  # SIGTERM stops them cleanly
-    assert "Traceback" not in logs["records"] + logs["relay"]
+    assert codes == [0, 0, 0], logs  # SIGTERM stops them cleanly
+    assert "Traceback" not in "".join(logs.values())
     assert "SIGTERM: stopping" in logs["relay"]
+
+
+async def _records_reach_registration(broker: Broker, registration: Registration) -> bool:
+    """A student records admits, published to the broker, reaches the registration service."""
+    admitted = StudentAdmitted(
+        student_id="late-1",
+        level="graduate",
+        program="CS",
+        earned_credits=130,
+        revision=1,
+        occurred_at=datetime.now(UTC),
+    )
+    publisher = broker.publisher(records_contracts.TOPICS)
+    try:
+        await publisher.publish([message_for(admitted, key="late-1")])
+    finally:
+        await publisher.close()
+    with anyio.move_on_after(30):
+        while True:
+            async with registration.store.engine.connect() as conn:
+                if await registration.directory.record_of(conn, "late-1") is not None:
+                    return True
+            await anyio.sleep(0.05)
+    return False
 
 
 async def _service(name: str, env: dict[str, str], logs: Path) -> Process:
@@ -116,6 +152,7 @@ async def _delete(broker: Broker) -> None:
         from eventcore.rabbitmq import delete_exchange, delete_queue
 
         await delete_queue(broker.url, broker.queue_name(Records.subscription))
+        await delete_queue(broker.url, broker.queue_name(Registration.subscription))
         await delete_exchange(broker.url, broker.exchange)
     elif isinstance(broker, NatsBroker):
         import nats

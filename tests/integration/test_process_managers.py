@@ -10,7 +10,8 @@ deadlines and checkpoint commit together or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -24,11 +25,15 @@ from eventcore import (
     AggregateError,
     DomainEvent,
     EventStore,
+    InMemoryBroker,
     InMemoryEventStore,
     InProcessLeases,
+    IntegrationEvent,
+    IntegrationMapping,
     InvalidEventError,
     LogPosition,
     NewEvent,
+    OutboxRelay,
     ProcessContext,
     ProcessManager,
     ProcessManagerError,
@@ -41,6 +46,7 @@ from eventcore import (
     UnitOfWorkError,
     apply,
     reacts,
+    translates,
 )
 
 pytestmark = pytest.mark.anyio
@@ -611,6 +617,53 @@ async def test_reactions_write_on_the_batch_connection_once(
         ).all()
     assert [tuple(row) for row in rows] == [("cs101", "ada")]
     assert await event_types(sql_store, "test_pm.drop-audit-cs101") == []  # no state
+
+
+class StudentDroppedContract(
+    IntegrationEvent, type_name="test_pm.StudentDropped", topic="test_pm.sections"
+):
+    student_id: str
+    reason: str
+
+
+class DropContract(IntegrationMapping):
+    @translates
+    def _dropped(self, event: StudentDropped, recorded: RecordedEvent) -> StudentDroppedContract:
+        return StudentDroppedContract(student_id=event.student_id, reason=event.reason)
+
+
+async def test_what_reactions_cause_is_published_through_the_outbox_with_the_batch(
+    sql_store: SqlAlchemyEventStore,
+) -> None:
+    await register(sql_store, "cs101", "ada", "grace")
+    published = ProcessManagerWorker(
+        sql_store, [RegistrationProcess], retry_delay=0.001, mappings=[DropContract()]
+    )
+    await published.catch_up()
+    assert await sql_store.fire_deadlines(now=later()) == 2
+    await published.catch_up()
+
+    broker = InMemoryBroker()
+    await OutboxRelay(sql_store, broker).publish_pending()
+    assert sorted(
+        StudentDroppedContract.model_validate_json(m.payload).student_id for m in broker.published
+    ) == ["ada", "grace"]
+    assert {m.key for m in broker.published} == {"cs101"}
+
+
+async def test_a_batch_lock_is_held_around_each_batch(any_store: EventStore) -> None:
+    held: list[str] = []
+
+    @asynccontextmanager
+    async def lock(batch: Sequence[RecordedEvent]) -> AsyncIterator[None]:
+        held.append(f"enter {len(batch)}")
+        yield
+        held.append(f"exit, {len(await any_store.list_deadlines())} deadlines committed")
+
+    await register(any_store, "cs101", "ada", "grace")
+    locked = ProcessManagerWorker(any_store, [RegistrationProcess], batch_lock=lock)
+    assert await locked.catch_up() == 2
+    assert held == ["enter 2", "exit, 2 deadlines committed"]
 
 
 async def test_the_in_memory_store_has_no_connection_for_reactions(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -18,12 +18,16 @@ from eventcore._application._projection_status import (
 )
 from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
+from eventcore._domain._integration import IntegrationMapping
 from eventcore._domain._metadata import LogPosition, RecordedEvent, caused_by
 from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProcessManagerError
 from eventcore._persistence._leases import ProjectionLease, ProjectionLeases, leases_for
 from eventcore._persistence._store import EventStore
 
-__all__ = ["ProcessManagerWorker"]
+__all__ = ["BatchLock", "ProcessManagerWorker"]
+
+BatchLock = Callable[[Sequence[RecordedEvent]], AbstractAsyncContextManager[object]]
+"""Gives the context manager a worker holds around one attempt at a batch of events."""
 
 _log = logging.getLogger("eventcore.processes")
 
@@ -41,6 +45,15 @@ class ProcessManagerWorker:
     aggregate, say) is retried `retries` times with exponential backoff from
     `retry_delay`; then the worker stops with a
     [`ProcessManagerError`][eventcore.ProcessManagerError].
+
+    `batch_lock`, if given, is entered around each attempt at a batch (before its
+    unit of work opens, left after it commits or rolls back), with the batch's events:
+    the way to make a batch take its turn with commands that serialise on the same
+    streams inside the process, instead of racing them (and losing, on a busy stream).
+
+    `mappings` are the batch's unit of work's: the events the reactions cause that an
+    [`IntegrationMapping`][eventcore.IntegrationMapping] translates are put in the
+    outbox in the same transaction, as a command handler's would be.
 
     Next to the managers, `run()` fires the due deadlines every `deadline_interval`
     seconds ([`fire_deadlines`][eventcore.EventStore.fire_deadlines]). Several workers
@@ -67,6 +80,8 @@ class ProcessManagerWorker:
         deadline_interval: float = 1.0,
         leases: ProjectionLeases | None = None,
         lease_retry: float = 1.0,
+        mappings: Sequence[IntegrationMapping] = (),
+        batch_lock: BatchLock | None = None,
     ) -> None:
         for manager in managers:
             _check(manager)
@@ -82,6 +97,8 @@ class ProcessManagerWorker:
         self._deadline_interval = deadline_interval
         self._leases = leases if leases is not None else leases_for(store)
         self._lease_retry = lease_retry
+        self._mappings = list(mappings)
+        self._batch_lock = batch_lock
         self._held: dict[str, _Held] = {}  # the lease and checkpoint of running managers
 
     @staticmethod
@@ -202,11 +219,21 @@ class ProcessManagerWorker:
                 attempt += 1
 
     async def _handle(self, manager: type[ProcessManager], batch: list[RecordedEvent]) -> None:
-        """Run the batch's reactions, and commit them with the checkpoint, atomically."""
+        """Run the batch's reactions, and commit them with the checkpoint, atomically
+        (inside the batch lock, if there is one)."""
+        if self._batch_lock is None:
+            await self._handle_batch(manager, batch)
+            return
+        async with self._batch_lock(batch):
+            await self._handle_batch(manager, batch)
+
+    async def _handle_batch(
+        self, manager: type[ProcessManager], batch: list[RecordedEvent]
+    ) -> None:
         name = self.checkpoint_name(manager)
         held = self._held.get(name)
         end = batch[-1].log_position
-        async with UnitOfWork(self._store) as uow:
+        async with UnitOfWork(self._store, mappings=self._mappings) as uow:
             saved = False
             if held is not None:  # before any write: fails if another worker took over
                 saved = await held.lease.guard(uow.session, held.checkpoint, end)

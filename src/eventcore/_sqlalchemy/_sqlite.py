@@ -39,6 +39,7 @@ from eventcore._persistence._versioning import (
 from eventcore._sqlalchemy._schema import EventStoreTables
 from eventcore._sqlalchemy._session import BackendSession
 from eventcore._sqlalchemy._snapshots import SqlAlchemySnapshotStore
+from eventcore._sqlalchemy._sqlite_appends import append_many
 
 __all__ = ["SqliteBackend", "configure_sqlite_engine"]
 
@@ -163,8 +164,10 @@ class SqliteBackend:
     async def append_in_transaction(
         self, conn: AsyncConnection, appends: Sequence[PreparedAppend]
     ) -> list[AppendResult]:
-        """Append inside the caller's write transaction."""
+        """Append inside the caller's write transaction (several streams: see `append_many`)."""
         async with _translated_errors():
+            if len(appends) > 1:
+                return await append_many(conn, self._events, self._insert, appends)
             results = [await self._append(conn, append) for append in appends]
         check_all_or_none_stored([r if r.already_stored else None for r in results])
         return results

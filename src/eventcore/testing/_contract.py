@@ -263,6 +263,21 @@ class EventStoreContract:
             *results[1].global_positions,
         ]
 
+    async def test_append_streams_of_many_streams_in_one_call(self, store: EventStore) -> None:
+        """Hundreds of streams at once (a bulk load), some new and some existing."""
+        await store.append_streams([StreamAppend(f"old-{n}", notes("x")) for n in range(600)])
+        appends = [StreamAppend(f"old-{n}", notes("y", "z"), 1) for n in range(600)]
+        appends += [
+            StreamAppend(f"new-{n}", notes("a"), ExpectedVersion.NO_STREAM) for n in range(600)
+        ]
+        results = await store.append_streams(appends)
+        assert [r.next_expected_version for r in results] == [3] * 600 + [1] * 600
+        positions = [p for r in results for p in r.global_positions]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == 1800
+        assert [r.version for r in await store.read_stream("old-599")] == [1, 2, 3]
+        assert [r.global_position for r in await store.read_stream("new-0")] == [positions[1200]]
+
     async def test_append_streams_is_all_or_nothing(self, store: EventStore) -> None:
         await store.append("c", notes("c1"))
         appends = [

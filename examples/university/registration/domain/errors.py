@@ -1,67 +1,73 @@
-"""Why the registration domain refuses a command. Every error is a `RegistrationError`."""
+"""Errors of the registration domain. Every one is a `RegistrationError`.
+
+These are not refusals. A student's request that breaks a rule is answered with a
+typed reason (`reasons.py`) and recorded; an error means the request itself could not
+be taken: bad input from the registrar, something that does not exist, or a command
+that would break an aggregate's invariant (which the decision rules never let through).
+"""
 
 from __future__ import annotations
 
 __all__ = [
-    "AlreadyRegistered",
-    "InvalidCapacity",
-    "NotRegistered",
+    "AlreadyExists",
+    "InvalidCourse",
+    "InvalidSection",
+    "InvalidTerm",
+    "NotFound",
     "RegistrationError",
-    "SectionAlreadyOpen",
-    "SectionFull",
-    "SectionNotFound",
+    "RuleBroken",
 ]
 
 
 class RegistrationError(Exception):
-    """A command broke a rule of the registration domain; nothing was recorded."""
+    """A command could not be taken; nothing was recorded."""
 
-    def __init__(self, section_id: str, message: str) -> None:
+
+class InvalidTerm(RegistrationError, ValueError):
+    """A term's dates, time tickets or limits do not make sense."""
+
+    def __init__(self, term_id: str, problem: str) -> None:
+        self.term_id = term_id
+        super().__init__(f"term {term_id!r}: {problem}")
+
+
+class InvalidCourse(RegistrationError, ValueError):
+    """A course's credits or prerequisites do not make sense."""
+
+    def __init__(self, course_id: str, problem: str) -> None:
+        self.course_id = course_id
+        super().__init__(f"course {course_id!r}: {problem}")
+
+
+class InvalidSection(RegistrationError, ValueError):
+    """A section's seats or meetings do not make sense."""
+
+    def __init__(self, section_id: str, problem: str) -> None:
         self.section_id = section_id
-        super().__init__(message)
+        super().__init__(f"section {section_id!r}: {problem}")
 
 
-class InvalidCapacity(RegistrationError, ValueError):
-    """A section must have at least one seat."""
+class NotFound(RegistrationError, LookupError):
+    """No term, course or section with this id exists."""
 
-    def __init__(self, section_id: str, capacity: int) -> None:
-        self.capacity = capacity
-        super().__init__(section_id, f"section {section_id!r}: capacity {capacity} is not >= 1")
-
-
-class SectionAlreadyOpen(RegistrationError):
-    """A section with this id was opened before."""
-
-    def __init__(self, section_id: str) -> None:
-        super().__init__(section_id, f"section {section_id!r} is already open")
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} does not exist")
 
 
-class SectionNotFound(RegistrationError, LookupError):
-    """No section with this id was ever opened."""
+class AlreadyExists(RegistrationError):
+    """A term, course or section with this id exists already."""
 
-    def __init__(self, section_id: str) -> None:
-        super().__init__(section_id, f"section {section_id!r} does not exist")
-
-
-class SectionFull(RegistrationError):
-    """Every seat of the section is taken."""
-
-    def __init__(self, section_id: str, capacity: int) -> None:
-        self.capacity = capacity
-        super().__init__(section_id, f"section {section_id!r} is full ({capacity} seats)")
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} exists already")
 
 
-class AlreadyRegistered(RegistrationError):
-    """The student holds a seat in the section already."""
+class RuleBroken(RegistrationError):
+    """A command would break an aggregate's invariant (a seat given twice, say)."""
 
-    def __init__(self, section_id: str, student_id: str) -> None:
-        self.student_id = student_id
-        super().__init__(section_id, f"{student_id!r} is already registered in {section_id!r}")
-
-
-class NotRegistered(RegistrationError):
-    """The student holds no seat in the section, so cannot drop it."""
-
-    def __init__(self, section_id: str, student_id: str) -> None:
-        self.student_id = student_id
-        super().__init__(section_id, f"{student_id!r} is not registered in {section_id!r}")
+    def __init__(self, stream_id: str, problem: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"{stream_id}: {problem}")
