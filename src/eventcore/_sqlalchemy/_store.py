@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventcore._domain._events import EventRegistry, default_registry
 from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
-from eventcore._exceptions import ConcurrencyError, InvalidEventError, UnsupportedBackendError
+from eventcore._exceptions import (
+    ConcurrencyError,
+    InvalidEventError,
+    StoreConnectionError,
+    UnsupportedBackendError,
+)
 from eventcore._persistence._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     check_log_read,
@@ -37,6 +42,7 @@ from eventcore._persistence._store import (
 from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
 from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
 from eventcore._sqlalchemy._deadlines import SqlAlchemyDeadlines
+from eventcore._sqlalchemy._errors import connection_lost
 from eventcore._sqlalchemy._inbox import SqlAlchemyInbox
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_versions import SqlAlchemyProjectionVersions
@@ -234,11 +240,18 @@ class SqlAlchemyEventStore:
         deletes them. It is retried when it loses a race with a stream's writer.
         """
         moment = due_now(now, limit)
+        reconnected = False
         for _ in range(_FIRE_ATTEMPTS):
             try:
                 return await self._fire_once(moment, limit)
             except ConcurrencyError:
                 continue  # a writer appended to one of the streams meanwhile
+            except StoreConnectionError as error:
+                # Safe to repeat (a deadline's event keeps its id), once, on a fresh
+                # connection: the lost one's pool was replaced.
+                if reconnected or not connection_lost(error):
+                    raise
+                reconnected = True
         raise ConcurrencyError(f"gave up firing deadlines after {_FIRE_ATTEMPTS} lost races")
 
     async def _fire_once(self, now: datetime, limit: int) -> int:
