@@ -33,6 +33,7 @@ from eventcore._sqlalchemy._postgres_errors import (
     translate,
     translated_errors,
 )
+from eventcore._sqlalchemy._postgres_log_reads import LogReads
 from eventcore._sqlalchemy._postgres_session import PostgresSession, postgres_session
 from eventcore._sqlalchemy._postgres_snapshots import PostgresSnapshotStore
 from eventcore._sqlalchemy._postgres_sql import PostgresSql
@@ -51,6 +52,7 @@ class PostgresBackend:
     def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
+        self._log_reads = LogReads(tables)
         self._registry = registry
         # Keep at most half the pool, so units of work always find connections there.
         pool_size = getattr(engine.pool, "size", lambda: 2)()
@@ -277,7 +279,8 @@ class PostgresBackend:
             None if event_types is None else list(event_types),
             None if stream_types is None else list(stream_types),
         )
-        rows = await self._lease.run(partial(_fetch, query=self._sql.read_log, args=args))
+        read = partial(self._log_reads.fetch, query=self._sql.read_log, args=args)
+        rows = await self._lease.run(read)
         # The log's rows end with the stream id and the transaction id.
         return [self._decode(row[9], row, row[10]) for row in rows]
 
@@ -294,11 +297,9 @@ class PostgresBackend:
         streams = list(stream_types) if stream_types is not None else None
         position = after
         while True:
-            rows = await self._lease.run(
-                partial(
-                    _fetch, query=self._sql.read_all, args=(position, batch_size, types, streams)
-                )
-            )
+            args = (position, batch_size, types, streams)
+            read = partial(self._log_reads.fetch, query=self._sql.read_all, args=args)
+            rows = await self._lease.run(read)
             for row in rows:
                 yield self._decode(row[9], row)  # the log's rows end with the stream id
             if len(rows) < batch_size:
