@@ -14,6 +14,7 @@ the inside out (each imports only from those before it):
 from __future__ import annotations
 
 from eventcore._application._consumer import Consumer, ConsumerContext, ConsumerWorker, handles
+from eventcore._application._horizon import CatchUpResult, wait_until_readable
 from eventcore._application._process_manager import ProcessContext, ProcessManager, reacts
 from eventcore._application._process_worker import ProcessManagerWorker
 from eventcore._application._projection_status import ProjectionStatus, wait_for_projection
@@ -115,6 +116,7 @@ __all__ = [
     "AppendSignal",
     "BeforeCommit",
     "BrokerConnectionError",
+    "CatchUpResult",
     "CatchUpTimeoutError",
     "ConcurrencyError",
     "Consumer",
@@ -222,4 +224,5 @@ __all__ = [
     "translates",
     "upcaster",
     "wait_for_projection",
+    "wait_until_readable",
 ]

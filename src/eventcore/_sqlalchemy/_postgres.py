@@ -256,6 +256,31 @@ class PostgresBackend:
         head: int = await self._lease.run(lambda conn: conn.fetchval(self._sql.log_head))
         return head
 
+    async def log_end(self) -> LogPosition:
+        """The log position of the last committed event in log order."""
+        row = await self._lease.run(lambda conn: _fetchrow(conn, self._sql.log_end))
+        return LogPosition() if row is None else LogPosition(row[0], row[1])
+
+    async def blocking_transaction(self) -> str | None:
+        """The oldest transaction open on the server (it holds the log back), if any."""
+
+        async def find(conn: asyncpg.Connection) -> str | None:
+            row = await _fetchrow(conn, self._sql.blocking)
+            if row is not None:
+                pid, database, user, application, state, age, query = row
+                app = f", application {application!r}" if application else ""
+                return (
+                    f"transaction of server process {pid} (database {database!r}, user "
+                    f"{user!r}{app}, {state}, open for {age:.1f} s: {' '.join(query.split())!r})"
+                )
+            prepared = await _fetchrow(conn, self._sql.blocking_prepared)
+            if prepared is not None:
+                gid, database, age = prepared
+                return f"prepared transaction {gid!r} (database {database!r}, {age:.1f} s old)"
+            return None
+
+        return await self._lease.run(find)
+
     async def log_position_of(self, global_position: int) -> LogPosition | None:
         """The log position of the event at `global_position`, if there is one."""
         tx = await self._lease.run(
@@ -319,6 +344,12 @@ async def _fetch(
     with translated_errors():
         rows: list[asyncpg.Record] = await conn.fetch(query, *args)
     return rows
+
+
+async def _fetchrow(conn: asyncpg.Connection, query: str) -> asyncpg.Record | None:
+    with translated_errors():
+        row: asyncpg.Record | None = await conn.fetchrow(query)
+    return row
 
 
 def _channel_name(tables: EventStoreTables) -> str:

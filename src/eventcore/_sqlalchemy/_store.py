@@ -212,6 +212,27 @@ class SqlAlchemyEventStore:
         """The log position of the event at `global_position`, if there is one."""
         return await self._backend.log_position_of(global_position)
 
+    async def log_end(self) -> LogPosition:
+        """The log position of the last event committed so far, in log (commit) order.
+
+        `LogPosition()` for an empty log. On PostgreSQL a transaction that took a lower
+        global position can commit after one that took a higher one, so this, rather
+        than the position of [`log_head()`][eventcore.SqlAlchemyEventStore.log_head], is
+        where the log ends as of now: see
+        [`wait_until_readable`][eventcore.wait_until_readable].
+        """
+        return await self._backend.log_end()
+
+    async def blocking_transaction(self) -> str | None:
+        """Which transaction holds the log's readers back now, if one does.
+
+        On PostgreSQL the log is read only below the oldest transaction still open on
+        the server that wrote something (in any database): this describes it (server
+        process, database, user, application, state, age, statement), or a prepared
+        transaction; `None` when none is open. On SQLite, always `None`.
+        """
+        return await self._backend.blocking_transaction()
+
     async def load_checkpoints(self, names: list[str] | None = None) -> dict[str, LogPosition]:
         """The checkpoints of the named subscribers (all of them when `None`)."""
         return await self._checkpoints.load_all(names)
