@@ -235,7 +235,7 @@ def test_main_explains_that_click_is_missing() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "eventcore: the command line needs click: pip install 'eventcore[cli]'"
+        "eventcore: the command line needs click: pip install 'eventcore-es[cli]'"
     )
 
 

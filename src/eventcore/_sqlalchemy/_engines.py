@@ -12,7 +12,7 @@ __all__ = ["postgres_engine", "sqlite_engine"]
 
 
 def sqlite_engine(path: str | Path = ":memory:", **kwargs: Any) -> AsyncEngine:
-    """An aiosqlite engine for a database file (the embedded default; needs `eventcore[sqlite]`).
+    """An aiosqlite engine for a database file (the embedded default; needs `eventcore-es[sqlite]`).
 
     The store configures each connection (WAL, busy timeout, `BEGIN IMMEDIATE` writes).
     `":memory:"` gives one private in-memory database on a single connection: fine for
@@ -25,7 +25,7 @@ def sqlite_engine(path: str | Path = ":memory:", **kwargs: Any) -> AsyncEngine:
 
 
 def postgres_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An asyncpg engine for PostgreSQL (needs `eventcore[postgres]`).
+    """An asyncpg engine for PostgreSQL (needs `eventcore-es[postgres]`).
 
     `url` may be `postgresql://...` or `postgresql+asyncpg://...`. Keyword arguments go
     to `create_async_engine` (pool size and the like).

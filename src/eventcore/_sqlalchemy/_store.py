@@ -62,8 +62,8 @@ class SqlAlchemyEventStore:
     """An [`EventStore`][eventcore.EventStore] on async SQLAlchemy 2.0.
 
     Supports PostgreSQL through asyncpg (`postgresql+asyncpg://...`, install
-    `eventcore[postgres]`) and SQLite through aiosqlite (`sqlite+aiosqlite:///file.db`,
-    install `eventcore[sqlite]`).
+    `eventcore-es[postgres]`) and SQLite through aiosqlite (`sqlite+aiosqlite:///file.db`,
+    install `eventcore-es[sqlite]`).
 
     ```python
     engine = create_async_engine("postgresql+asyncpg://localhost/app")
