@@ -49,6 +49,7 @@ from eventcore._domain._metadata import (
 )
 from eventcore._exceptions import (
     AggregateError,
+    AggregateExistsError,
     AggregateNotFoundError,
     BrokerConnectionError,
     CatchUpTimeoutError,
@@ -111,6 +112,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Aggregate",
     "AggregateError",
+    "AggregateExistsError",
     "AggregateNotFoundError",
     "AppendResult",
     "AppendSignal",

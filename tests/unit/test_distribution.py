@@ -23,7 +23,8 @@ def test_the_distribution_is_eventcore_es_and_imports_as_eventcore() -> None:
 
 def test_the_example_app_depends_on_eventcore_es() -> None:
     project = tomllib.loads((ROOT / "examples" / "pyproject.toml").read_text())["project"]
-    requirements = [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]
+    extras = project["optional-dependencies"].values()
+    requirements = [*project["dependencies"], *(r for extra in extras for r in extra)]
     names = {re.split(r"[\[<>=~ ]", r, maxsplit=1)[0] for r in requirements}
     assert "eventcore" not in names
     assert NAME in names
