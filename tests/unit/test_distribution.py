@@ -38,3 +38,15 @@ def test_every_install_command_names_eventcore_es() -> None:
             for match in re.finditer(r"pip install (?P<args>.*)", line):
                 wrong = re.findall(r"""["' ]eventcore\[""", " " + match["args"])
                 assert not wrong, f"{path.relative_to(ROOT)}: {line.strip()}"
+
+
+def test_the_license_and_the_changelog() -> None:
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License")
+    assert "Copyright (c) 2026 eventcore developers" in license_text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## (.+)$", changelog, flags=re.MULTILINE)
+    assert headings[:2] == ["Unreleased", "0.1.0"]
+    assert "Keep a Changelog" in changelog
