@@ -23,6 +23,7 @@ from pathlib import Path
 
 import anyio
 
+from eventcore import EventcoreError
 from university.demo import run_demo
 from university.services import run_records, run_registration, run_relay, serve
 from university.settings import Settings
@@ -48,14 +49,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             "they share: set UNIVERSITY_DATABASE_URL and UNIVERSITY_BROKER_URL (or pass "
             "--database-url and --broker-url)"
         )
-    if args.command == "demo":
-        return 0 if _demo(settings, external=args.external) else 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    service = {"relay": run_relay, "registration": run_registration, "records": run_records}[
-        args.command
-    ]
-    anyio.run(serve, lambda: service(settings))
+    try:
+        if args.command == "demo":
+            return 0 if _demo(settings, external=args.external) else 1
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        services = {"relay": run_relay, "registration": run_registration, "records": run_records}
+        service = services[args.command]
+        anyio.run(serve, lambda: service(settings))
+    except BaseException as error:
+        found = _operational(error)
+        if found is None:
+            raise
+        print(f"university {args.command}: {_one_line(found)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _operational(error: BaseException) -> BaseException | None:
+    """The database or broker error in `error` (looking inside task groups), if any:
+    reported in one line, not a traceback (it is not a bug to debug)."""
+    if isinstance(error, BaseExceptionGroup):
+        inner = [_operational(e) for e in error.exceptions]
+        return next((e for e in inner if e is not None), None)
+    return error if isinstance(error, EventcoreError | OSError) else None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, EventcoreError) else f"{type(error).__name__}: {text}"
 
 
 def _demo(settings: Settings, *, external: bool) -> bool:

@@ -17,6 +17,7 @@ Encrypting personal data needs the `personal-data` extra (the `cryptography` pac
 from __future__ import annotations
 
 from eventcore._application._consumer import Consumer, ConsumerContext, ConsumerWorker, handles
+from eventcore._application._horizon import CatchUpResult, wait_until_readable
 from eventcore._application._process_manager import ProcessContext, ProcessManager, reacts
 from eventcore._application._process_worker import ProcessManagerWorker
 from eventcore._application._projection_status import ProjectionStatus, wait_for_projection
@@ -53,6 +54,7 @@ from eventcore._domain._metadata import (
 from eventcore._domain._personal import DataSubjectId, PersonalData
 from eventcore._exceptions import (
     AggregateError,
+    AggregateExistsError,
     AggregateNotFoundError,
     BrokerConnectionError,
     CatchUpTimeoutError,
@@ -122,11 +124,13 @@ __version__ = "0.1.0"
 __all__ = [
     "Aggregate",
     "AggregateError",
+    "AggregateExistsError",
     "AggregateNotFoundError",
     "AppendResult",
     "AppendSignal",
     "BeforeCommit",
     "BrokerConnectionError",
+    "CatchUpResult",
     "CatchUpTimeoutError",
     "ConcurrencyError",
     "Consumer",
@@ -247,4 +251,5 @@ __all__ = [
     "translates",
     "upcaster",
     "wait_for_projection",
+    "wait_until_readable",
 ]

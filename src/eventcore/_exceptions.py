@@ -15,6 +15,7 @@ EventcoreError
 │   └── PayloadTooLargeError             the encoded payload exceeds the store's limit
 ├── ConcurrencyError                     optimistic concurrency failed; retrying may help
 │   ├── WrongExpectedVersionError        names stream, expected and actual version
+│   │   └── AggregateExistsError         Repository.add() of an id that is taken
 │   └── DuplicateEventError              some, not all, event ids of an append exist already
 ├── AggregateNotFoundError               no events for that aggregate id (or before that point)
 ├── AggregateError                       an aggregate class or instance is misused
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 __all__ = [
     "AggregateError",
+    "AggregateExistsError",
     "AggregateNotFoundError",
     "BrokerConnectionError",
     "CatchUpTimeoutError",
@@ -164,12 +166,33 @@ class ConcurrencyError(EventcoreError):
 class WrongExpectedVersionError(ConcurrencyError):
     """The stream is not at the version the writer expected."""
 
-    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+    def __init__(self, stream_id: str, expected: object, actual: int, message: str = "") -> None:
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+        if not message and str(expected) in ("0", "NO_STREAM") and actual > 0:
+            message = (
+                f"stream {stream_id!r} exists already (at version {actual}); the append "
+                "expected a new stream (version 0). To change an existing aggregate, load it "
+                "with Repository.get() and save() it"
+            )
         super().__init__(
-            f"stream {stream_id!r}: expected version {expected}, actual version {actual}"
+            message or f"stream {stream_id!r}: expected version {expected}, actual version {actual}"
+        )
+
+
+class AggregateExistsError(WrongExpectedVersionError):
+    """`Repository.add` was given an aggregate whose id is taken: its stream exists."""
+
+    def __init__(self, aggregate_type: str, aggregate_id: str, actual: int) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        super().__init__(
+            aggregate_id,
+            0,
+            actual,
+            f"{aggregate_type} {aggregate_id!r} exists already (at version {actual}): add() "
+            "is for new aggregates; load the existing one with get() and save() it",
         )
 
 
@@ -234,7 +257,7 @@ class PersonalDataError(EventcoreError):
 
     Raised, for instance, when an event with personal data fields is appended to a
     store that has no key provider (it would be written in clear text), or when the
-    `cryptography` package (`eventcore[personal-data]`) is not installed.
+    `cryptography` package (`eventcore-es[personal-data]`) is not installed.
     """
 
 

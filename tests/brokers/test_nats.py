@@ -325,7 +325,7 @@ def test_the_extra_is_named_when_nats_py_is_missing() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert "pip install 'eventcore[nats]'" in result.stdout
+    assert "pip install 'eventcore-es[nats]'" in result.stdout
 
 
 async def test_messages_not_even_sent_in_time_are_reported_failed(names: Names) -> None:

@@ -299,4 +299,4 @@ def test_the_extra_is_named_when_aio_pika_is_missing() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert "pip install 'eventcore[rabbitmq]'" in result.stdout
+    assert "pip install 'eventcore-es[rabbitmq]'" in result.stdout

@@ -235,7 +235,7 @@ def test_main_explains_that_click_is_missing() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "eventcore: the command line needs click: pip install 'eventcore[cli]'"
+        "eventcore: the command line needs click: pip install 'eventcore-es[cli]'"
     )
 
 
@@ -596,8 +596,11 @@ def test_connection_errors_are_one_line(sqlite_db: Database, tmp_path: Path) -> 
     assert_one_line_error(scheme, 2, "unsupported database URL scheme 'mysql'")
     schema = invoke(sqlite_db, "--schema", "x", "log", "tail")
     assert_one_line_error(schema, 2, "--schema is for PostgreSQL")
+    no_file = invoke(sqlite_db, "log", "tail")
+    assert_one_line_error(no_file, 1, "no SQLite database at", "schema create")
+    Path(sqlite_db.url.split(":///", 1)[1]).touch()
     no_tables = invoke(sqlite_db, "log", "tail")
-    assert_one_line_error(no_tables, 1, "no such table")
+    assert_one_line_error(no_tables, 1, "no event store tables", "schema create")
     refused = CliRunner().invoke(cli, ["--url", "postgresql://nobody@127.0.0.1:1/x", "log", "tail"])
     assert_one_line_error(refused, 1)
 

@@ -410,5 +410,6 @@ def test_inbox_discard_needs_message_ids(sqlite_db: Database) -> None:
 
 
 def test_the_commands_fail_in_one_line_without_tables(sqlite_db: Database) -> None:
+    Path(sqlite_db.url.split(":///", 1)[1]).touch()  # a database, without the tables
     for command in (["outbox", "status"], ["outbox", "dead-letters"], ["inbox", "dead-letters"]):
-        assert_one_line_error(eventcore(sqlite_db, *command), 1, "no such table")
+        assert_one_line_error(eventcore(sqlite_db, *command), 1, "no event store tables")

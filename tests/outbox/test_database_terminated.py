@@ -124,7 +124,8 @@ async def test_a_relay_whose_database_sessions_are_terminated_recovers_and_loses
         duplicates=worker.duplicates,
     )  # fmt: skip
     assert all(n > 0 for n in publisher.terminated), line  # each found the relay's sessions
-    assert errors, line  # the relay met the dead connections, and went on
+    # The relay met the dead connections; its claims and settlements run again on fresh
+    # ones, so it may log no database error at all.
     assert relay.metrics.published >= len(committed) == worker.handled, line
     for key, numbers in first_arrivals(consumer.source.entries()).items():
         assert numbers == sorted(numbers), f"{key} arrived out of order: {numbers}"

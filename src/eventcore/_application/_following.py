@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import anyio
 
-from eventcore._exceptions import LeaseLostError, ProjectionError
+from eventcore._exceptions import LeaseLostError, ProjectionError, StoreConnectionError
 from eventcore._persistence._leases import ProjectionLease, ProjectionLeases
 
 __all__ = ["follow_under_lease", "single_failure"]
@@ -26,7 +26,9 @@ async def follow_under_lease(
     """Run `follow` whenever this process holds the lease `key`; try again every `retry` s.
 
     A lease held by another worker, or lost while following, just means waiting and
-    competing again; any other error propagates.
+    competing again; so does a lost database connection (a restart, a failover: the
+    batch in flight was rolled back, or committed with its checkpoint, and following
+    resumes from the checkpoint). Any other error propagates.
     """
     while True:
         try:
@@ -35,6 +37,8 @@ async def follow_under_lease(
                     await follow(lease)
         except LeaseLostError as error:
             _log.warning("%s stopped here: %s", key, error)
+        except StoreConnectionError as error:
+            _log.warning("%s stopped here, its database connection failed: %s", key, error)
         await anyio.sleep(retry)
 
 

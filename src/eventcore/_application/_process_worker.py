@@ -10,17 +10,17 @@ from dataclasses import dataclass
 import anyio
 
 from eventcore._application._following import follow_under_lease, single_failure
+from eventcore._application._horizon import wait_until_readable
 from eventcore._application._process_manager import ProcessBatch, ProcessContext, ProcessManager
 from eventcore._application._projection_status import (
     ProjectionStatus,
     checkpoint_status,
-    readable,
 )
 from eventcore._application._subscription import Subscription
 from eventcore._application._unit_of_work import UnitOfWork
 from eventcore._domain._integration import IntegrationMapping
 from eventcore._domain._metadata import LogPosition, RecordedEvent, caused_by
-from eventcore._exceptions import CatchUpTimeoutError, LeaseLostError, ProcessManagerError
+from eventcore._exceptions import LeaseLostError, ProcessManagerError
 from eventcore._persistence._leases import ProjectionLease, ProjectionLeases, leases_for
 from eventcore._persistence._store import EventStore
 
@@ -29,6 +29,7 @@ __all__ = ["BatchLock", "ProcessManagerWorker"]
 BatchLock = Callable[[Sequence[RecordedEvent]], AbstractAsyncContextManager[object]]
 """Gives the context manager a worker holds around one attempt at a batch of events."""
 
+_READABLE_WITHIN = 60.0  # seconds catch_up() waits for transactions open on the server
 _log = logging.getLogger("eventcore.processes")
 
 
@@ -140,7 +141,7 @@ class ProcessManagerWorker:
         processed = 0
         while True:
             await self._fire_due_deadlines()
-            await _readable(self._store, await self._store.log_head())
+            await wait_until_readable(self._store, timeout=_READABLE_WITHIN)
             done = 0
             for manager in self.managers:
                 done += await self._catch_up(manager)
@@ -267,20 +268,6 @@ def _check(manager: object) -> None:
         raise ProcessManagerError(f"{manager!r} is not a ProcessManager subclass")
     if not manager.reactions():
         raise ProcessManagerError(f"{manager.__name__} has no @reacts method")
-
-
-async def _readable(store: EventStore, head: int, timeout: float = 60.0) -> None:
-    """Wait until the log is readable up to `head` (no older transaction still open)."""
-    if not head:
-        return
-    try:
-        with anyio.fail_after(timeout):
-            await readable(store, head)
-    except TimeoutError:
-        raise CatchUpTimeoutError(
-            f"the log did not become readable up to position {head} within {timeout} s "
-            "(a transaction left open holds every reader back)"
-        ) from None
 
 
 @dataclass(slots=True)

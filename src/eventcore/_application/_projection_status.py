@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
 
+from eventcore._application._horizon import holdup, wait_until_readable
 from eventcore._application._projector import Projector
 from eventcore._domain._metadata import LogPosition
-from eventcore._exceptions import CatchUpTimeoutError, ProjectionError
+from eventcore._exceptions import CatchUpTimeoutError
 from eventcore._persistence._store import EventStore
 
-__all__ = ["ProjectionStatus", "checkpoint_status", "readable", "wait_for_projection"]
+__all__ = [
+    "ProjectionStatus",
+    "checkpoint_status",
+    "has_processed",
+    "readable",
+    "wait_for_projection",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,40 +51,46 @@ async def wait_for_projection(
     an `AppendResult`): read-your-writes for an API that just appended. Raises
     [`CatchUpTimeoutError`][eventcore.CatchUpTimeoutError] after `timeout` seconds.
     """
-    types = projector.event_types()
+    target: LogPosition | None = None
     delay = 0.005
     try:
         with anyio.fail_after(timeout):
             target = await readable(store, position)
             while True:
                 done = (await store.load_checkpoints([projector.key])).get(projector.key)
-                after = done or LogPosition()
-                if after >= target:
+                if await has_processed(store, projector, done or LogPosition(), target):
                     return
-                waiting = await store.read_log(after, limit=1, event_types=types)
-                if not waiting or waiting[0].log_position > target:
-                    return  # nothing it handles is left at or before the target
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 0.1)
     except TimeoutError:
+        why = (
+            ""
+            if target is not None
+            else f" (the log is not readable that far: {await holdup(store)})"
+        )
         raise CatchUpTimeoutError(
-            f"projection {projector.key!r} did not reach {position} within {timeout} s"
+            f"projection {projector.key!r} did not reach {position} within {timeout} s{why}"
         ) from None
 
 
+async def has_processed(
+    store: EventStore,
+    projector: Projector | type[Projector],
+    checkpoint: LogPosition,
+    target: LogPosition,
+) -> bool:
+    """Whether a projector at `checkpoint` has processed every event it handles up to
+    `target` (the log being readable that far)."""
+    if checkpoint >= target:
+        return True
+    waiting = await store.read_log(checkpoint, limit=1, event_types=projector.event_types())
+    return not waiting or waiting[0].log_position > target  # nothing it handles is left
+
+
 async def readable(store: EventStore, position: LogPosition | int) -> LogPosition:
-    """Wait until the log is readable up to `position` (no older transaction still open)."""
-    if isinstance(position, int):
-        found = await store.log_position_of(position)
-        if found is None:
-            raise ProjectionError(f"no event at global position {position}")
-        position = found
-    before = LogPosition(position.transaction_id, position.global_position - 1)
-    delay = 0.005
-    while not await store.read_log(before, limit=1):
-        await anyio.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    return position
+    """Wait until the log is readable up to `position` (no older transaction still open),
+    as long as it takes."""
+    return await wait_until_readable(store, position, timeout=math.inf)
 
 
 async def checkpoint_status(

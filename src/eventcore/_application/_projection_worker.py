@@ -17,9 +17,17 @@ from eventcore._application._dead_letters import (
     replay_dead_letters,
 )
 from eventcore._application._following import follow_under_lease, single_failure
+from eventcore._application._horizon import (
+    CatchUpResult,
+    holdup,
+    is_readable,
+    log_end,
+    wait_until_readable,
+)
 from eventcore._application._projection_status import (
     ProjectionStatus,
     checkpoint_status,
+    has_processed,
     readable,
     wait_for_projection,
 )
@@ -91,13 +99,38 @@ class ProjectionWorker:
                 for projector in self.projectors:
                     group.start_soon(self._follow, projector)
 
-    async def catch_up(self) -> int:
-        """Process everything readable now, then return how many events were applied.
+    async def catch_up(self) -> CatchUpResult:
+        """Process everything readable now; return how many events were applied.
 
         Each projector runs under its lease. A projector whose lease another worker
         holds is left to that worker, and waited for until it reaches the current head
         (at most 10 s, then [`CatchUpTimeoutError`][eventcore.CatchUpTimeoutError]).
+
+        On PostgreSQL *readable now* stops short of the newest events while an older
+        transaction is open on the server: the [`CatchUpResult`][eventcore.CatchUpResult]
+        (an `int`) then has `complete` false and `held_back_by` naming it. To wait for
+        them, use [`catch_up_to_head`][eventcore.ProjectionWorker.catch_up_to_head].
         """
+        end = await log_end(self._store)
+        applied = await self._apply_readable()
+        if await is_readable(self._store, end):
+            return CatchUpResult(applied)
+        held_back_by = await holdup(self._store)
+        _log.info("catch-up stopped before the log's end (%s): %s", end, held_back_by)
+        return CatchUpResult(applied, complete=False, held_back_by=held_back_by)
+
+    async def catch_up_to_head(self, *, timeout: float = 10.0) -> CatchUpResult:
+        """Process every event committed before the call (and what is readable after).
+
+        Waits until the log is readable up to its end as of the call (see
+        [`wait_until_readable`][eventcore.wait_until_readable]), then catches up. Raises
+        [`CatchUpTimeoutError`][eventcore.CatchUpTimeoutError], naming the transaction
+        that holds the log back, if it is not readable within `timeout` seconds.
+        """
+        await wait_until_readable(self._store, timeout=timeout)
+        return CatchUpResult(await self._apply_readable())
+
+    async def _apply_readable(self) -> int:
         applied = 0
         for projector in self.projectors:
             async with self._leases.hold(projector.key) as lease:
@@ -165,8 +198,10 @@ class ProjectionWorker:
                 if lease is not None:
                     applied = await self._rebuild_here(projector, lease, report)
                     break
-            if await self._caught_up(projector, target, report):
-                applied = 0
+            checkpoint = await self._checkpoint(projector)
+            await report.at(checkpoint)
+            if await has_processed(self._store, projector, checkpoint, target):
+                applied = 0  # the worker that runs it has caught up
                 break
             await anyio.sleep(self._lease_retry)
         await report.finish()
@@ -221,17 +256,6 @@ class ProjectionWorker:
                     await report.at(batch[-1].log_position)
                 if len(batch) < self._batch_size:
                     return applied
-
-    async def _caught_up(self, projector: Projector, target: LogPosition, report: Progress) -> bool:
-        """Whether the worker that runs `projector` has processed the log up to `target`."""
-        checkpoint = await self._checkpoint(projector)
-        await report.at(checkpoint)
-        if checkpoint >= target:
-            return True
-        waiting = await self._store.read_log(
-            checkpoint, limit=1, event_types=projector.event_types()
-        )
-        return not waiting or waiting[0].log_position > target
 
     def _named(self, name: str) -> Projector:
         for projector in self.projectors:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from eventcore._application._retry import retry_on_conflict
 from eventcore._domain._aggregate import Aggregate
 from eventcore._domain._metadata import RecordedEvent
-from eventcore._exceptions import AggregateError, AggregateNotFoundError
+from eventcore._exceptions import (
+    AggregateError,
+    AggregateExistsError,
+    AggregateNotFoundError,
+    WrongExpectedVersionError,
+)
 from eventcore._persistence._codec import validate_stream_id
 from eventcore._persistence._snapshots import Snapshot, SnapshotStore
 from eventcore._persistence._store import AppendResult, EventStore
@@ -121,11 +126,19 @@ class Repository(Generic[A]):
         return aggregate
 
     async def add(self, aggregate: A) -> AppendResult | None:
-        """Save a new aggregate; fails with a conflict if its stream exists already."""
+        """Save a new aggregate.
+
+        Raises [`AggregateExistsError`][eventcore.AggregateExistsError] (a
+        `WrongExpectedVersionError`) if its id is taken: its stream exists already. In
+        a unit of work, its `commit()` raises it.
+        """
         self._check_type(aggregate)
         if aggregate.committed_version != 0:
             raise AggregateError(f"{aggregate!r} is not new: use save()")
-        return await self.save(aggregate)
+        try:
+            return await self.save(aggregate)
+        except WrongExpectedVersionError as conflict:
+            raise exists_error(aggregate, conflict) from None
 
     async def save(self, aggregate: A) -> AppendResult | None:
         """Append the aggregate's pending events, expecting its loaded version.
@@ -208,6 +221,13 @@ async def take_snapshot_if_due(
         await snapshots.save(snapshot)
     except Exception:
         _log.warning("could not snapshot %r", aggregate, exc_info=True)
+
+
+def exists_error(aggregate: Aggregate, conflict: WrongExpectedVersionError) -> Exception:
+    """The error for a new aggregate whose append met an existing stream (or `conflict`)."""
+    if conflict.actual > 0 and conflict.stream_id == aggregate.id:
+        return AggregateExistsError(type(aggregate).aggregate_type, aggregate.id, conflict.actual)
+    return conflict
 
 
 def _when(at_version: int | None, as_of: datetime | None) -> str:

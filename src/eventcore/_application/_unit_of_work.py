@@ -11,11 +11,11 @@ from typing import Any, Self, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventcore._application._projector import ProjectionContext, Projector
-from eventcore._application._repository import Repository, take_snapshot_if_due
+from eventcore._application._repository import Repository, exists_error, take_snapshot_if_due
 from eventcore._domain._aggregate import Aggregate
 from eventcore._domain._integration import IntegrationEvent, IntegrationMapping
 from eventcore._domain._metadata import NewEvent, RecordedEvent, current_context
-from eventcore._exceptions import AggregateError, UnitOfWorkError
+from eventcore._exceptions import AggregateError, UnitOfWorkError, WrongExpectedVersionError
 from eventcore._messaging._encoding import message_for, message_id_for
 from eventcore._messaging._message import Message
 from eventcore._persistence._store import AppendResult, EventStore, EventStoreSession, StreamAppend
@@ -159,7 +159,13 @@ class UnitOfWork:
 
         needed = self._messages or (dirty and (self._projectors or self._mappings))
         hook = before_commit if needed else None
-        results = await session.commit(appends, before_commit=hook)
+        try:
+            results = await session.commit(appends, before_commit=hook)
+        except WrongExpectedVersionError as conflict:
+            new = [a for a in dirty if a.committed_version == 0 and a.id == conflict.stream_id]
+            if not new:
+                raise
+            raise exists_error(new[0], conflict) from None
         for aggregate in dirty:
             previous = aggregate.committed_version
             self._committed.extend((aggregate.id, e) for e in aggregate.pending_events)

@@ -1,6 +1,6 @@
 """AES-256-GCM for personal data: sealed field values, wrapped data keys, sealed snapshots.
 
-The `cryptography` package is an optional extra (`eventcore[personal-data]`): it is
+The `cryptography` package is an optional extra (`eventcore-es[personal-data]`): it is
 imported when a key is first used, and its absence is a clear `PersonalDataError`.
 
 A sealed field value is a JSON object standing where the value was:
@@ -65,7 +65,7 @@ def _aesgcm_class() -> type[AESGCM]:
             raise
         raise PersonalDataError(
             "encrypting personal data needs the cryptography package: "
-            "pip install 'eventcore[personal-data]'"
+            "pip install 'eventcore-es[personal-data]'"
         ) from None
     return AESGCM
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -9,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._domain._metadata import LogPosition
-from eventcore._exceptions import SchemaError, StoreError
+from eventcore._sqlalchemy._errors import retried, store_error
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqlAlchemyCheckpoints"]
@@ -42,11 +45,12 @@ class SqlAlchemyCheckpoints:
         query = select(t.c.name, t.c.transaction_id, t.c.global_position)
         if names is not None:
             query = query.where(t.c.name.in_(names))
-        try:
+
+        async def read() -> Sequence[Any]:
             async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read checkpoints", error) from error
+                return (await conn.execute(query)).all()
+
+        rows = await retried("cannot read checkpoints", read)
         return {name: LogPosition(tx, position) for name, tx, position in rows}
 
     async def save(self, conn: AsyncConnection, name: str, position: LogPosition) -> None:
@@ -59,19 +63,13 @@ class SqlAlchemyCheckpoints:
         try:
             await conn.execute(self._upsert, values)
         except SQLAlchemyError as error:
-            raise _error(f"cannot save the checkpoint of {name!r}", error) from error
+            raise store_error(f"cannot save the checkpoint of {name!r}", error) from error
 
     async def delete(self, name: str) -> None:
         """Forget `name`'s checkpoint: it starts again from the beginning of the log."""
-        try:
+
+        async def delete() -> None:  # idempotent: retried on a lost connection
             async with self._engine.begin() as conn:
                 await conn.execute(self._table.delete().where(self._table.c.name == name))
-        except SQLAlchemyError as error:
-            raise _error(f"cannot reset the checkpoint of {name!r}", error) from error
 
-
-def _error(message: str, error: SQLAlchemyError) -> StoreError:
-    orig = getattr(error, "orig", None)
-    if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(error):
-        return SchemaError(f"{message}: {error!r} (run create_schema() or your migrations)")
-    return StoreError(f"{message}: {error!r}")
+        await retried(f"cannot reset the checkpoint of {name!r}", delete)

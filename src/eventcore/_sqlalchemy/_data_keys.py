@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._persistence._data_keys import ALL_GROUPS, DataKey
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, store_error
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqlAlchemyDataKeyStore"]
@@ -176,14 +176,12 @@ class SqlAlchemyDataKeyStore:
             return bool((await c.execute(statement)).rowcount)
 
     async def _select(self, query: Any, what: str, conn: Any = None) -> list[DataKey]:
+        if conn is None:  # a read on a connection of its own: retried once if it was lost
+            return [_key(row) for row in await fetch(self._engine, what, query)]
         try:
-            if conn is not None:
-                rows = (await conn.execute(query)).all()
-            else:
-                async with self._engine.connect() as own:
-                    rows = (await own.execute(query)).all()
+            rows = (await conn.execute(query)).all()
         except SQLAlchemyError as error:
-            raise _error(what, error) from error
+            raise store_error(what, error) from error
         return [_key(row) for row in rows]
 
     @asynccontextmanager
@@ -195,7 +193,7 @@ class SqlAlchemyDataKeyStore:
                 async with self._begin() as own:
                     yield own
         except SQLAlchemyError as error:
-            raise _error(what, error) from error
+            raise store_error(what, error) from error
 
 
 def _key(row: Row[Any]) -> DataKey:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._domain._metadata import RecordedEvent
 from eventcore._persistence._dead_letters import DeadLetter
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, store_error
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqlAlchemyDeadLetters"]
@@ -80,7 +80,7 @@ class SqlAlchemyDeadLetters:
         try:
             return set((await conn.execute(query)).scalars())
         except SQLAlchemyError as error:
-            raise _error("cannot read dead letters", error) from error
+            raise store_error("cannot read dead letters", error) from error
 
     async def load_all(self, projector: str | None = None) -> list[DeadLetter]:
         """The dead letters of `projector` (all of them when `None`), in log order."""
@@ -99,18 +99,14 @@ class SqlAlchemyDeadLetters:
         ).order_by(t.c.transaction_id, t.c.global_position, t.c.projector)
         if projector is not None:
             query = query.where(t.c.projector == projector)
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read dead letters", error) from error
+        rows = await fetch(self._engine, "cannot read dead letters", query)
         return [_letter(tuple(row)) for row in rows]
 
     async def _execute(self, conn: AsyncConnection, statement: Any, message: str) -> None:
         try:
             await conn.execute(statement)
         except SQLAlchemyError as error:
-            raise _error(message, error) from error
+            raise store_error(message, error) from error
 
 
 def _letter(row: tuple[Any, ...]) -> DeadLetter:

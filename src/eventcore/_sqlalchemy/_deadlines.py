@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._persistence._deadlines import Deadline
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, store_error
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqlAlchemyDeadlines"]
@@ -64,7 +64,7 @@ class SqlAlchemyDeadlines:
         try:
             rows = (await conn.execute(statement)).all()
         except SQLAlchemyError as error:
-            raise _error("cannot take due deadlines", error) from error
+            raise store_error("cannot take due deadlines", error) from error
         return sorted((_deadline(tuple(row)) for row in rows), key=lambda d: (d.due_at, d.id))
 
     async def load_all(self, stream_id: str | None = None) -> list[Deadline]:
@@ -73,18 +73,14 @@ class SqlAlchemyDeadlines:
         query = select(*self._columns).order_by(t.c.due_at, t.c.id)
         if stream_id is not None:
             query = query.where(t.c.stream_id == stream_id)
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read deadlines", error) from error
+        rows = await fetch(self._engine, "cannot read deadlines", query)
         return [_deadline(tuple(row)) for row in rows]
 
     async def _execute(self, conn: AsyncConnection, statement: Any, message: str) -> None:
         try:
             await conn.execute(statement)
         except SQLAlchemyError as error:
-            raise _error(f"{message} a deadline", error) from error
+            raise store_error(f"{message} a deadline", error) from error
 
 
 def _deadline(row: tuple[Any, ...]) -> Deadline:

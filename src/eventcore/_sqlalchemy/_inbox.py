@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._messaging._message import Message
 from eventcore._persistence._payload_cipher import PayloadCipher
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, is_database_error, retried, store_error
 from eventcore._sqlalchemy._outbox import _utc
 from eventcore._sqlalchemy._schema import EventStoreTables
 from eventcore._sqlalchemy._sealed_messages import open_messages, seal_messages
@@ -62,17 +62,13 @@ class SqlAlchemyInbox:
         try:
             return bool((await conn.execute(statement)).rowcount)
         except SQLAlchemyError as error:
-            raise _error("cannot write to the inbox", error) from error
+            raise store_error("cannot write to the inbox", error) from error
 
     async def handled(self, consumer: str, message_id: uuid.UUID) -> bool:
         """Whether `consumer` has handled `message_id`."""
         t = self._inbox
         query = select(t.c.message_id).where(t.c.consumer == consumer, t.c.message_id == message_id)
-        try:
-            async with self._engine.connect() as conn:
-                return (await conn.execute(query)).first() is not None
-        except SQLAlchemyError as error:
-            raise _error("cannot read the inbox", error) from error
+        return bool(await fetch(self._engine, "cannot read the inbox", query))
 
     async def delete_handled(self, before: datetime, consumer: str | None = None) -> int:
         """Forget the messages handled before `before` (of `consumer`, if given).
@@ -85,11 +81,12 @@ class SqlAlchemyInbox:
         statement = t.delete().where(t.c.handled_at < before)
         if consumer is not None:
             statement = statement.where(t.c.consumer == consumer)
-        try:
+
+        async def delete() -> int:  # idempotent: retried on a lost connection
             async with self._engine.begin() as conn:
                 return (await conn.execute(statement)).rowcount
-        except SQLAlchemyError as error:
-            raise _error("cannot clean up the inbox", error) from error
+
+        return await retried("cannot clean up the inbox", delete)
 
     async def record_failure(
         self, consumer: str, message: Message, error: str, max_attempts: int
@@ -116,15 +113,20 @@ class SqlAlchemyInbox:
                     await conn.execute(
                         update(t).where(*key, t.c.dead_at.is_(None)).values(dead_at=now)
                     )
-        except SQLAlchemyError as failure:
-            raise _error("cannot record a consumer failure", failure) from failure
+        except Exception as failure:
+            if not is_database_error(failure):
+                raise
+            raise store_error("cannot record a consumer failure", failure) from failure
         return attempts, attempts >= max_attempts
 
     async def is_dead(self, conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
         """Whether `consumer` gave up on `message_id` (a late redelivery is then skipped)."""
         t = self._failures
         query = select(t.c.dead_at).where(t.c.consumer == consumer, t.c.message_id == message_id)
-        row = (await conn.execute(query)).first()
+        try:
+            row = (await conn.execute(query)).first()
+        except SQLAlchemyError as error:
+            raise store_error("cannot read the inbox's dead letters", error) from error
         return row is not None and row[0] is not None
 
     async def clear_failures(
@@ -132,7 +134,11 @@ class SqlAlchemyInbox:
     ) -> None:
         """Forget earlier failures of `message_id` (it was handled), in the caller's transaction."""
         t = self._failures
-        await conn.execute(t.delete().where(t.c.consumer == consumer, t.c.message_id == message_id))
+        statement = t.delete().where(t.c.consumer == consumer, t.c.message_id == message_id)
+        try:
+            await conn.execute(statement)
+        except SQLAlchemyError as error:
+            raise store_error("cannot clear a consumer's failures", error) from error
 
     async def dead_letters(self, consumer: str | None = None) -> list[InboxDeadLetter]:
         """The messages consumers gave up on (those of `consumer`, if given), oldest first."""
@@ -140,11 +146,8 @@ class SqlAlchemyInbox:
         query = select(t).where(t.c.dead_at.is_not(None)).order_by(t.c.dead_at)
         if consumer is not None:
             query = query.where(t.c.consumer == consumer)
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).mappings().all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read the inbox's dead letters", error) from error
+        found = await fetch(self._engine, "cannot read the inbox's dead letters", query)
+        rows = [row._mapping for row in found]
         messages = [
             Message(
                 message_id=uuid.UUID(bytes=row["message_id"].bytes),
@@ -178,11 +181,12 @@ class SqlAlchemyInbox:
             t.c.message_id.in_(list(message_ids)),
             t.c.dead_at.is_not(None),  # not the attempt counts of messages still retried
         )
-        try:
+
+        async def discard() -> int:  # idempotent: retried on a lost connection
             async with self._engine.begin() as conn:
                 return (await conn.execute(statement)).rowcount
-        except SQLAlchemyError as error:
-            raise _error("cannot discard inbox dead letters", error) from error
+
+        return await retried("cannot discard inbox dead letters", discard)
 
 
 def _now() -> datetime:

@@ -19,10 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from eventcore._exceptions import EventcoreError, StoreConnectionError
+from eventcore._sqlalchemy._errors import forget_pool
+from eventcore._sqlalchemy._postgres_errors import CONNECTION_ERRORS, translate
 
 __all__ = ["ConnectionLease"]
 
 T = TypeVar("T")
+
+
+class _Lost(Exception):
+    """The lent connection was lost: `error` says how."""
+
+    def __init__(self, error: StoreConnectionError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class ConnectionLease:
@@ -36,32 +46,45 @@ class ConnectionLease:
         event.listen(engine.sync_engine, "engine_disposed", self._on_dispose)
 
     async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `operation` on a lent connection; once more if that connection was dead.
+        """Run `operation` on a lent connection; once more, on a fresh one, if that
+        connection was lost.
 
-        A connection kept idle may have died meanwhile (a database restart, an idle
-        timeout). Then every idle one is suspect: they are all dropped and `operation`
-        runs once more on a connection from the pool. That is safe because the store
-        only runs reads and appends here, and appends are idempotent by event id.
+        A connection lost in use (a database restart, a failover, terminated sessions)
+        means the others are suspect too: the idle ones are dropped, and the pool
+        replaces every connection made before (see `forget_pool`), so the second try
+        gets a fresh connection rather than the next dead one. Running `operation`
+        twice is safe because the store only runs reads and appends here, and appends
+        are idempotent by event id.
         """
-        reused = bool(self._idle)
         try:
             return await self._run_once(operation)
-        except StoreConnectionError:
-            if not reused:
-                raise
-            await self.close()
-        return await self._run_once(operation)
+        except _Lost:
+            pass
+        try:
+            return await self._run_once(operation)
+        except _Lost as lost:
+            raise lost.error from lost.error.__cause__
 
     async def _run_once(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         pooled = self._idle.pop() if self._idle else await self._checkout()
         conn = cast("asyncpg.Connection", pooled.driver_connection)
         try:
             result = await operation(conn)
-        except EventcoreError as error:
-            # A refused append leaves the connection fine; a broken one must go.
-            reusable = not isinstance(error, StoreConnectionError)
-            await self._give_back(pooled, reusable and not conn.is_in_transaction())
+        except StoreConnectionError as error:
+            await self._lost(pooled, error)
+            raise _Lost(error) from error
+        except CONNECTION_ERRORS as error:  # one the operation did not translate
+            lost = StoreConnectionError(f"PostgreSQL connection failed: {error!r}")
+            lost.__cause__ = error
+            await self._lost(pooled, lost)
+            raise _Lost(lost) from error
+        except EventcoreError:
+            # A refused append leaves the connection fine.
+            await self._give_back(pooled, not conn.is_in_transaction())
             raise
+        except asyncpg.PostgresError as error:
+            await self._give_back(pooled, not conn.is_in_transaction())
+            raise translate(error) from error
         except BaseException:
             # Anything else (a cancellation mid-query, say) may leave the protocol
             # mid-message: such a connection is closed, never reused.
@@ -72,6 +95,12 @@ class ConnectionLease:
         else:
             await self._give_back(pooled, not conn.is_in_transaction())
         return result
+
+    async def _lost(self, pooled: PoolProxiedConnection, error: BaseException) -> None:
+        """`pooled` was lost: so, likely, were the others (see `run`)."""
+        with anyio.CancelScope(shield=True):
+            await forget_pool(self._engine, pooled, error)
+            await self.close()
 
     async def _checkout(self) -> PoolProxiedConnection:
         try:

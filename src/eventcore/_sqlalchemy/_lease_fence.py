@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from eventcore._domain._metadata import LogPosition
 from eventcore._exceptions import LeaseLostError, ProjectionError
 from eventcore._persistence._store import EventStoreSession
-from eventcore._sqlalchemy._checkpoints import _error as checkpoint_error
+from eventcore._sqlalchemy._errors import store_error
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["FenceSql", "PostgresLease"]
@@ -124,9 +124,7 @@ class PostgresLease:
                     await connection.execute(self._sql.claim, {"name": self._name})
                 row = (await connection.execute(self._sql.lock, self._named())).first()
         except SQLAlchemyError as error:
-            raise checkpoint_error(
-                f"cannot lock the checkpoint of {self._name!r}", error
-            ) from error
+            raise store_error(f"cannot lock the checkpoint of {self._name!r}", error) from error
         self._check(row, checkpoint)
         if advance_to is not None:  # refused, yet both looked fine a moment later
             raise LeaseLostError(f"another worker is applying a batch of {self._name!r}")

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from eventcore._persistence._signal import AppendSignal
+from eventcore._sqlalchemy._errors import forget_pool
 
 __all__ = ["listening"]
 
@@ -105,11 +106,12 @@ async def _listen_once(
     except _BROKEN:
         pass  # the connection broke while starting to listen: retried
     finally:
-        await _give_back(pooled, conn, channel, wake, on_lost, listened)
+        await _give_back(engine, pooled, conn, channel, wake, on_lost, listened)
     return listened
 
 
 async def _give_back(
+    engine: AsyncEngine,
     pooled: PoolProxiedConnection,
     conn: asyncpg.Connection,
     channel: str,
@@ -119,7 +121,8 @@ async def _give_back(
 ) -> None:
     # Shielded: a cancelled watcher must still give its connection back. A connection
     # that may still listen (cancelled mid-LISTEN, say), or was lost, is closed rather
-    # than pooled.
+    # than pooled; a lost one makes the pool replace the others made before it (they
+    # are likely dead too, see `forget_pool`), so listening again finds a live one.
     with anyio.CancelScope(shield=True):
         conn.remove_termination_listener(on_lost)
         healthy = False
@@ -129,4 +132,9 @@ async def _give_back(
                 healthy = True
             except _BROKEN:
                 pass
-        await greenlet_spawn(pooled.close if healthy else pooled.invalidate)
+        if healthy:
+            await greenlet_spawn(pooled.close)
+        elif conn.is_closed():
+            await forget_pool(engine, pooled, None)
+        else:
+            await greenlet_spawn(pooled.invalidate)

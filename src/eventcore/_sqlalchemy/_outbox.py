@@ -32,7 +32,7 @@ from eventcore._messaging._outbox import (
     lane_of,
 )
 from eventcore._persistence._payload_cipher import PayloadCipher
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, store_error
 from eventcore._sqlalchemy._outbox_lanes import OutboxLanes
 from eventcore._sqlalchemy._schema import EventStoreTables
 from eventcore._sqlalchemy._sealed_messages import open_entries, seal_messages
@@ -224,11 +224,7 @@ class SqlAlchemyOutbox:
             func.count().filter(t.c.sent_at.is_not(None)),
             func.min(case((pending, t.c.created_at))),
         )
-        try:
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).one()
-        except SQLAlchemyError as error:
-            raise _error("cannot read the outbox status", error) from error
+        row = (await fetch(self._engine, "cannot read the outbox status", query))[0]
         oldest = _utc(row[4])
         age = None if oldest is None else max(datetime.now(UTC) - oldest, timedelta())
         return OutboxStatus(row[0], row[1], row[2], row[3], age)
@@ -250,11 +246,7 @@ class SqlAlchemyOutbox:
             .order_by(t.c.position)
             .limit(limit)
         )
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read the outbox's dead letters", error) from error
+        rows = await fetch(self._engine, "cannot read the outbox's dead letters", query)
         return await self.opened([_entry(row) for row in rows])
 
     async def redrive(self, message_ids: Collection[uuid.UUID] | None = None) -> int:
@@ -328,7 +320,7 @@ class SqlAlchemyOutbox:
         try:
             await conn.execute(statement, params)
         except SQLAlchemyError as error:
-            raise _error(what, error) from error
+            raise store_error(what, error) from error
 
 
 def in_order(candidates: set[int], queued: Sequence[Any], passable: set[int]) -> list[int]:

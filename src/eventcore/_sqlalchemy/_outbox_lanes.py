@@ -6,11 +6,10 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventcore._messaging._outbox import LANES
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, retried
 from eventcore._sqlalchemy._schema import EventStoreTables
 from eventcore._sqlalchemy._transaction import transaction
 
@@ -27,7 +26,13 @@ class OutboxLanes:
         self._relays = tables.outbox_relays
 
     async def claim(self, relay_id: str, lease: timedelta) -> list[int]:
-        """Register `relay_id` as alive and return the lanes it owns now (see `Outbox`)."""
+        """Register `relay_id` as alive and return the lanes it owns now (see `Outbox`).
+
+        A heartbeat, safe to repeat: retried once on a lost connection.
+        """
+        return await retried("cannot claim outbox lanes", lambda: self._claim_once(relay_id, lease))
+
+    async def _claim_once(self, relay_id: str, lease: timedelta) -> list[int]:
         now = datetime.now(UTC)
         until = now + lease
         async with transaction(self._engine, "cannot claim outbox lanes") as conn:
@@ -70,11 +75,9 @@ class OutboxLanes:
         query = select(lanes.c.lane, lanes.c.owner, lanes.c.lease_until).where(
             lanes.c.owner.is_not(None), lanes.c.lease_until.is_not(None)
         )
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query.order_by(lanes.c.lane))).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read the outbox lanes", error) from error
+        rows = await fetch(
+            self._engine, "cannot read the outbox lanes", query.order_by(lanes.c.lane)
+        )
         owners: dict[int, tuple[str, datetime]] = {}
         for lane, owner, until in rows:  # SQLite gives naive datetimes back
             owners[lane] = (owner, until if until.tzinfo else until.replace(tzinfo=UTC))

@@ -9,80 +9,43 @@ outside a unit of work it is one round trip and one implicit transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, suppress
 from datetime import datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventcore._domain._events import EventRegistry
 from eventcore._domain._metadata import LogPosition, RecordedEvent
-from eventcore._exceptions import (
-    ConcurrencyError,
-    DuplicateEventError,
-    SchemaError,
-    StoreConnectionError,
-    StoreError,
-)
+from eventcore._exceptions import ConcurrencyError, DuplicateEventError
 from eventcore._persistence._codec import PreparedAppend
 from eventcore._persistence._payload_cipher import PayloadCipher
 from eventcore._persistence._sealed_snapshots import key_ids_in
 from eventcore._persistence._signal import AppendSignal
-from eventcore._persistence._store import AppendResult, BeforeCommit, ExpectedVersion
+from eventcore._persistence._store import AppendResult, ExpectedVersion
 from eventcore._persistence._versioning import check_already_stored, check_expected_version
 from eventcore._sqlalchemy._lease import ConnectionLease
 from eventcore._sqlalchemy._listener import listening
+from eventcore._sqlalchemy._postgres_errors import (
+    DRIVER_ERRORS,
+    LostRace,
+    translate,
+    translated_errors,
+)
+from eventcore._sqlalchemy._postgres_log_reads import LogReads
+from eventcore._sqlalchemy._postgres_session import PostgresSession, postgres_session
 from eventcore._sqlalchemy._postgres_snapshots import PostgresSnapshotStore
 from eventcore._sqlalchemy._postgres_sql import PostgresSql
 from eventcore._sqlalchemy._schema import EventStoreTables
-from eventcore._sqlalchemy._session import BackendSession
 
-__all__ = ["CONNECTION_ERRORS", "PostgresBackend"]
+__all__ = ["PostgresBackend"]
 
 _MAX_VERSION = 2**62
 _RACE_RETRIES = 50  # appends with ANY / STREAM_EXISTS that lose a race are retried
 _NOTIFY_INTERVAL = 0.02  # seconds between two NOTIFYs of one store
-CONNECTION_ERRORS = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    # The protocol is left mid-message (e.g. the server's "terminating connection" notice
-    # arrived on an idle connection): the connection is unusable.
-    asyncpg.InternalClientError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
-
-
-class _LostRace(Exception):
-    """A concurrent writer took a version or event id this append wanted."""
-
-
-_DRIVER_ERRORS = (asyncpg.PostgresError, *CONNECTION_ERRORS)
-
-
-def _translate(error: BaseException) -> Exception:
-    """The eventcore error for a driver error (`_LostRace` for a unique violation)."""
-    if isinstance(error, asyncpg.UniqueViolationError):
-        return _LostRace(str(error))
-    if isinstance(error, asyncpg.UndefinedTableError):
-        return SchemaError(f"{error} (run create_schema() or your migrations)")
-    if isinstance(error, CONNECTION_ERRORS):
-        return StoreConnectionError(f"PostgreSQL connection failed: {error!r}")
-    return StoreError(f"PostgreSQL error: {error!r}")
-
-
-@contextmanager
-def _translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except _DRIVER_ERRORS as error:
-        raise _translate(error) from error
 
 
 class PostgresBackend:
@@ -91,6 +54,7 @@ class PostgresBackend:
     def __init__(self, engine: AsyncEngine, tables: EventStoreTables, registry: EventRegistry):
         self._engine = engine
         self._sql = PostgresSql.for_tables(tables)
+        self._log_reads = LogReads(tables)
         self._registry = registry
         self._cipher: PayloadCipher | None = None  # opens sealed personal data on read
         # Keep at most half the pool, so units of work always find connections there.
@@ -145,7 +109,7 @@ class PostgresBackend:
         if now - self._notified_at >= _NOTIFY_INTERVAL:
             self._notified_at = now
             # A wake-up is a hint: the events are committed, and subscribers poll too.
-            with suppress(*_DRIVER_ERRORS):
+            with suppress(*DRIVER_ERRORS):
                 await conn.execute(self._sql.notify, self.channel)
 
     def watch(self) -> AbstractAsyncContextManager[AppendSignal]:
@@ -160,9 +124,10 @@ class PostgresBackend:
             try:
                 if len(appends) == 1:
                     return [await self._append(conn, appends[0])]
-                async with conn.transaction():
-                    return [await self._append(conn, append) for append in appends]
-            except _LostRace:
+                with translated_errors():  # BEGIN and COMMIT: a lost connection, say
+                    async with conn.transaction():
+                        return [await self._append(conn, append) for append in appends]
+            except LostRace:
                 settled = await self.settle(conn, appends)
                 if settled is not None:
                     return settled
@@ -183,7 +148,7 @@ class PostgresBackend:
         rows = await self._insert(conn, append)
         if len(rows) != len(events):
             # The version guard refused: a conflict, or an idempotent retry; settle() tells.
-            raise _LostRace(f"stream {append.stream_id!r} is not at the expected version")
+            raise LostRace(f"stream {append.stream_id!r} is not at the expected version")
         if len(rows) == 1:
             return AppendResult(append.stream_id, rows[0][1], (rows[0][0],))
         ordered = sorted(rows, key=_by_version)
@@ -213,8 +178,8 @@ class PostgresBackend:
                 many, append.stream_id, ids, append.stream_type, types, schema_versions, data,
                 None if metadata.count("{}") == len(metadata) else metadata, version,
             )  # fmt: skip
-        except _DRIVER_ERRORS as error:
-            raise _translate(error) from error
+        except DRIVER_ERRORS as error:
+            raise translate(error) from error
         return rows
 
     async def settle(
@@ -230,7 +195,7 @@ class PostgresBackend:
         unstored: list[str] = []
         for append in appends:  # check every stream: a later one may be in conflict
             ids = [e.event_id for e in append.events]
-            with _translated_errors():
+            with translated_errors():
                 existing = await conn.fetch(self._sql.find_ids, ids)
             actual = await self._version_on(conn, append.stream_id)
             found = [(r[0], r[1], r[2]) for r in existing]
@@ -249,7 +214,7 @@ class PostgresBackend:
         return None
 
     async def _version_on(self, conn: asyncpg.Connection, stream_id: str) -> int:
-        with _translated_errors():
+        with translated_errors():
             version: int = await conn.fetchval(self._sql.stream_version, stream_id)
         return version
 
@@ -318,6 +283,31 @@ class PostgresBackend:
         head: int = await self._lease.run(lambda conn: conn.fetchval(self._sql.log_head))
         return head
 
+    async def log_end(self) -> LogPosition:
+        """The log position of the last committed event in log order."""
+        row = await self._lease.run(lambda conn: _fetchrow(conn, self._sql.log_end))
+        return LogPosition() if row is None else LogPosition(row[0], row[1])
+
+    async def blocking_transaction(self) -> str | None:
+        """The oldest transaction open on the server (it holds the log back), if any."""
+
+        async def find(conn: asyncpg.Connection) -> str | None:
+            row = await _fetchrow(conn, self._sql.blocking)
+            if row is not None:
+                pid, database, user, application, state, age, query = row
+                app = f", application {application!r}" if application else ""
+                return (
+                    f"transaction of server process {pid} (database {database!r}, user "
+                    f"{user!r}{app}, {state}, open for {age:.1f} s: {' '.join(query.split())!r})"
+                )
+            prepared = await _fetchrow(conn, self._sql.blocking_prepared)
+            if prepared is not None:
+                gid, database, age = prepared
+                return f"prepared transaction {gid!r} (database {database!r}, {age:.1f} s old)"
+            return None
+
+        return await self._lease.run(find)
+
     async def log_position_of(self, global_position: int) -> LogPosition | None:
         """The log position of the event at `global_position`, if there is one."""
         tx = await self._lease.run(
@@ -341,7 +331,8 @@ class PostgresBackend:
             None if event_types is None else list(event_types),
             None if stream_types is None else list(stream_types),
         )
-        rows = await self._lease.run(partial(_fetch, query=self._sql.read_log, args=args))
+        read = partial(self._log_reads.fetch, query=self._sql.read_log, args=args)
+        rows = await self._lease.run(read)
         # The log's rows end with the stream id and the transaction id.
         if self._cipher is not None:
             opened = await self._open(rows)
@@ -363,11 +354,9 @@ class PostgresBackend:
         streams = list(stream_types) if stream_types is not None else None
         position = after
         while True:
-            rows = await self._lease.run(
-                partial(
-                    _fetch, query=self._sql.read_all, args=(position, batch_size, types, streams)
-                )
-            )
+            args = (position, batch_size, types, streams)
+            read = partial(self._log_reads.fetch, query=self._sql.read_all, args=args)
+            rows = await self._lease.run(read)
             opened = await self._open(rows) if self._cipher is not None else [None] * len(rows)
             for row, data in zip(rows, opened, strict=True):
                 yield self._decode(row[9], row, 0, data)  # the log's rows end with the stream id
@@ -377,93 +366,23 @@ class PostgresBackend:
 
     # -- unit of work -----------------------------------------------------------------
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[PostgresSession]:
-        """A unit-of-work session on one pooled connection."""
-        try:
-            conn = await self._engine.connect()
-        except Exception as error:
-            raise StoreConnectionError(f"cannot connect to PostgreSQL: {error!r}") from error
-        driver: asyncpg.Connection | None = None
-        broken = False
-        try:
-            await conn.begin()
-            driver = cast("asyncpg.Connection", (await conn.get_raw_connection()).driver_connection)
-            yield PostgresSession(self, conn, driver)
-        except StoreConnectionError:
-            broken = True
-            raise
-        finally:
-            if broken or (driver is not None and driver.is_closed()):
-                # The session's statements bypass SQLAlchemy, which therefore cannot know
-                # the connection died: throw it away rather than back into the pool.
-                await conn.invalidate()
-            await conn.close()  # rolls back whatever was not committed
-
-
-class PostgresSession(BackendSession[asyncpg.Connection]):
-    """One unit of work's transaction on PostgreSQL (see `EventStoreSession`)."""
-
-    def __init__(
-        self, backend: PostgresBackend, conn: AsyncConnection, driver: asyncpg.Connection
-    ) -> None:
-        super().__init__(backend, conn, driver)
-        self._backend = backend
-
-    async def commit_prepared(
-        self, appends: Sequence[PreparedAppend], before_commit: BeforeCommit | None
-    ) -> list[AppendResult]:
-        """Append and commit together with the writes made on `connection`."""
-        self._begin_commit()
-        if before_commit is not None and not self._driver.is_in_transaction():
-            # The hook writes in the append's transaction, so there must be one.
-            await self._conn.exec_driver_sql("SELECT 1")
-        if not self._driver.is_in_transaction():
-            # Nothing else was written: the append alone is the transaction.
-            results = await self._backend.append_streams(appends, self._driver) if appends else []
-            await self._conn.commit()
-            return results
-        try:
-            results = await self._backend.append_in_transaction(self._driver, appends)
-        except _LostRace:
-            await self._conn.rollback()
-            settled = await self._backend.settle(self._driver, appends)
-            if settled is None:
-                raise ConcurrencyError(
-                    "a concurrent writer appended first; retry the unit of work"
-                ) from None
-            return settled  # an idempotent retry: this attempt's other writes are discarded
-        except BaseException:
-            await self._conn.rollback()
-            raise
-        if results and all(r.already_stored for r in results):
-            await self._conn.rollback()  # the earlier attempt committed these writes already
-            return results
-        try:
-            if before_commit is not None:
-                await before_commit(results)
-        except BaseException:
-            await self._conn.rollback()
-            raise
-        try:
-            await self._conn.commit()
-        except Exception as error:
-            raise StoreConnectionError(f"commit failed: {error!r}") from error
-        if appends:
-            await self._backend.announce(self._driver)
-        return results
-
-    async def announce(self) -> None:
-        """Tell other processes' relays and subscribers that something was committed."""
-        await self._backend.announce(self._driver)
+    def session(self) -> AbstractAsyncContextManager[PostgresSession]:
+        """A unit-of-work session on one pooled connection (see `postgres_session`)."""
+        return postgres_session(self, self._engine)
 
 
 async def _fetch(
     conn: asyncpg.Connection, *, query: str, args: tuple[Any, ...]
 ) -> list[asyncpg.Record]:
-    with _translated_errors():
+    with translated_errors():
         rows: list[asyncpg.Record] = await conn.fetch(query, *args)
     return rows
+
+
+async def _fetchrow(conn: asyncpg.Connection, query: str) -> asyncpg.Record | None:
+    with translated_errors():
+        row: asyncpg.Record | None = await conn.fetchrow(query)
+    return row
 
 
 def _channel_name(tables: EventStoreTables) -> str:

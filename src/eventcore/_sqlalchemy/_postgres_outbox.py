@@ -16,15 +16,17 @@ from typing import Any, TypeVar, cast
 
 import anyio
 import asyncpg
+from sqlalchemy.engine.interfaces import PoolProxiedConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from eventcore._exceptions import SchemaError, StoreConnectionError, StoreError
+from eventcore._exceptions import StoreConnectionError, StoreError
 from eventcore._messaging._message import Message
 from eventcore._messaging._outbox import OutboxEntry, Settlement
 from eventcore._persistence._payload_cipher import PayloadCipher
+from eventcore._sqlalchemy._errors import forget_pool
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox, in_order
-from eventcore._sqlalchemy._postgres import CONNECTION_ERRORS
+from eventcore._sqlalchemy._postgres_errors import CONNECTION_ERRORS, LostRace, translate
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["PostgresOutbox"]
@@ -124,31 +126,58 @@ class PostgresOutbox(SqlAlchemyOutbox):
         self, what: str, operation: Callable[[asyncpg.Connection], Awaitable[T]]
     ) -> T:
         """Run `operation` on a pooled connection's asyncpg connection; database errors
-        become `StoreError`s starting with `what`."""
+        become `StoreError`s starting with `what`.
+
+        If that connection was lost, so likely were the pool's others: the pool replaces
+        them (see `forget_pool`) and `operation` runs once more on a fresh connection.
+        Claims and settlements are safe to repeat: a relay claims again what it claimed.
+        """
+        try:
+            return await self._once(what, operation)
+        except _Lost:
+            pass
+        try:
+            return await self._once(what, operation)
+        except _Lost as lost:
+            raise lost.error from lost.error.__cause__
+
+    async def _once(self, what: str, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        pooled: PoolProxiedConnection | None
         try:
             pooled = await self._engine.raw_connection()
         except Exception as error:
             raise StoreConnectionError(f"{what}: cannot connect: {error!r}") from error
         reusable = False
+        driver = cast("asyncpg.Connection", pooled.driver_connection)
         try:
-            result = await operation(cast("asyncpg.Connection", pooled.driver_connection))
+            result = await operation(driver)
             reusable = True
             return result
-        except asyncpg.UndefinedTableError as error:
-            reusable = True
-            raise SchemaError(
-                f"{what}: {error!r} (run create_schema() or your migrations)"
-            ) from error
         except CONNECTION_ERRORS as error:
-            raise StoreConnectionError(f"{what}: {error!r}") from error
+            lost = StoreConnectionError(f"{what}: {error!r}")
+            lost.__cause__ = error
+            with anyio.CancelScope(shield=True):
+                await forget_pool(self._engine, pooled, error)
+            pooled = None
+            raise _Lost(lost) from error
         except asyncpg.PostgresError as error:
             reusable = True  # its transaction was rolled back
-            raise StoreError(f"{what}: {error!r}") from error
+            failure = translate(error)
+            if isinstance(failure, LostRace):
+                failure = StoreError(f"PostgreSQL error: {error!r}")
+            raise type(failure)(f"{what}: {failure}") from error
         finally:
             # A connection left mid-statement (a cancellation, say) is closed, never
             # pooled. Shielded: a cancelled caller must not leave it checked out.
-            with anyio.CancelScope(shield=True):
-                await greenlet_spawn(pooled.close if reusable else pooled.invalidate)
+            if pooled is not None:
+                with anyio.CancelScope(shield=True):
+                    await greenlet_spawn(pooled.close if reusable else pooled.invalidate)
+
+
+class _Lost(Exception):
+    def __init__(self, error: StoreConnectionError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _entry(row: Any) -> OutboxEntry:

@@ -6,9 +6,10 @@ import json
 
 import asyncpg
 
-from eventcore._exceptions import SchemaError, StoreError
+from eventcore._exceptions import StoreError
 from eventcore._persistence._snapshots import Snapshot
 from eventcore._sqlalchemy._lease import ConnectionLease
+from eventcore._sqlalchemy._postgres_errors import translate
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["PostgresSnapshotStore"]
@@ -71,6 +72,7 @@ class PostgresSnapshotStore:
 
 
 def _store_error(message: str, error: asyncpg.PostgresError) -> StoreError:
-    if isinstance(error, asyncpg.UndefinedTableError):
-        return SchemaError(f"{message}: {error} (run create_schema() or your migrations)")
+    failure = translate(error)
+    if isinstance(failure, StoreError):
+        return type(failure)(f"{message}: {failure}")
     return StoreError(f"{message}: {error!r}")

@@ -32,9 +32,22 @@ class PostgresSql:
     read_all: str
     read_log: str
     log_head: str
+    log_end: str
     position_of: str
     sealed_payloads: str
     notify: str = "SELECT pg_notify($1, '')"
+    # The transaction that holds the log's readers back: the oldest one still open
+    # that has a transaction id (it wrote), anywhere on the server.
+    blocking: str = (
+        "SELECT pid, datname, usename, application_name, state, "
+        "extract(epoch FROM now() - xact_start)::float8, left(query, 120) "
+        "FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+        "ORDER BY age(backend_xid) DESC LIMIT 1"
+    )
+    blocking_prepared: str = (
+        "SELECT gid, database, extract(epoch FROM now() - prepared)::float8 "
+        "FROM pg_prepared_xacts ORDER BY age(transaction) DESC LIMIT 1"
+    )
 
     @classmethod
     def for_tables(cls, tables: EventStoreTables) -> PostgresSql:
@@ -72,6 +85,10 @@ class PostgresSql:
             sealed_payloads=(
                 f"SELECT data::text FROM {ev} WHERE stream_id = $1 AND version > $2 "
                 "AND version <= $3 AND data::text LIKE '%\"eventcore:pii\"%'"
+            ),
+            log_end=(
+                f"SELECT transaction_id::text::bigint, global_position FROM {ev} "
+                "ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
             ),
             position_of=(
                 f"SELECT transaction_id::text::bigint FROM {ev} WHERE global_position = $1"

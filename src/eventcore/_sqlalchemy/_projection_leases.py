@@ -25,6 +25,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from eventcore._exceptions import LeaseLostError, StoreConnectionError
 from eventcore._persistence._leases import ProjectionLease
+from eventcore._sqlalchemy._errors import connection_lost, forget_pool
 from eventcore._sqlalchemy._lease_fence import FenceSql, PostgresLease
 from eventcore._sqlalchemy._schema import EventStoreTables
 
@@ -90,16 +91,7 @@ class PostgresLeases:
     async def hold(self, name: str) -> AsyncIterator[ProjectionLease | None]:
         """Take the lease on `name` unless another session holds it (see `ProjectionLeases`)."""
         key = self.key(name)
-        pooled = await self._checkout()
-        conn = cast("asyncpg.Connection", pooled.driver_connection)
-        try:
-            taken = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
-        except BaseException as error:
-            with anyio.CancelScope(shield=True):
-                await greenlet_spawn(pooled.invalidate)
-            if isinstance(error, Exception):
-                raise StoreConnectionError(f"cannot take a lease: {error!r}") from error
-            raise
+        pooled, conn, taken = await self._try_lock(key)
         if not taken:
             with anyio.CancelScope(shield=True):
                 await greenlet_spawn(pooled.close)
@@ -111,6 +103,28 @@ class PostgresLeases:
                 yield lease
         finally:
             await self._release(lease, pooled, conn)
+
+    async def _try_lock(self, key: int) -> tuple[PoolProxiedConnection, asyncpg.Connection, bool]:
+        """Try the lock on a pooled connection; once more on a fresh one if that one
+        was lost (the pool then replaces the others too, see `forget_pool`)."""
+        for attempt in (1, 2):
+            pooled = await self._checkout()
+            conn = cast("asyncpg.Connection", pooled.driver_connection)
+            try:
+                taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            except BaseException as error:
+                with anyio.CancelScope(shield=True):
+                    if isinstance(error, Exception) and connection_lost(error):
+                        await forget_pool(self._engine, pooled, error)
+                    else:
+                        await greenlet_spawn(pooled.invalidate)
+                if not isinstance(error, Exception):
+                    raise
+                if attempt == 1 and connection_lost(error):
+                    continue
+                raise StoreConnectionError(f"cannot take a lease: {error!r}") from error
+            return pooled, conn, taken
+        raise AssertionError("unreachable")
 
     async def _checkout(self) -> PoolProxiedConnection:
         try:
@@ -168,4 +182,7 @@ class PostgresLeases:
                         healthy = bool(await conn.fetchval(unlock, lease.key))
                 except Exception as error:
                     _log.warning("projector %s: unlock failed: %r", lease.name, error)
-            await greenlet_spawn(pooled.close if healthy else pooled.invalidate)
+            if healthy:
+                await greenlet_spawn(pooled.close)
+            else:  # its connection failed (likely the others too) or kept the lock
+                await forget_pool(self._engine, pooled, None)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventcore._persistence._projection_versions import check_activation
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import fetch, retried
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqlAlchemyProjectionVersions"]
@@ -26,11 +25,8 @@ class SqlAlchemyProjectionVersions:
     async def load_all(self) -> dict[str, int]:
         """The active version of every projection that has one recorded."""
         t = self._table
-        try:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(select(t.c.name, t.c.active_version))).all()
-        except SQLAlchemyError as error:
-            raise _error("cannot read the active projection versions", error) from error
+        query = select(t.c.name, t.c.active_version)
+        rows = await fetch(self._engine, "cannot read the active projection versions", query)
         return {str(name): int(version) for name, version in rows}
 
     async def activate(self, name: str, version: int) -> None:
@@ -42,8 +38,9 @@ class SqlAlchemyProjectionVersions:
             index_elements=[t.c.name],
             set_={"active_version": statement.excluded.active_version, "switched_at": func.now()},
         )
-        try:
+
+        async def switch() -> None:  # idempotent: retried on a lost connection
             async with self._engine.begin() as conn:
                 await conn.execute(statement)
-        except SQLAlchemyError as error:
-            raise _error(f"cannot activate version {version} of {name!r}", error) from error
+
+        await retried(f"cannot activate version {version} of {name!r}", switch)

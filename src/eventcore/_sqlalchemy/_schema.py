@@ -29,6 +29,7 @@ from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import UserDefinedType
 
 from eventcore._exceptions import SchemaError
+from eventcore._sqlalchemy._errors import is_database_error, store_error
 from eventcore._sqlalchemy._messaging_schema import (
     inbox_failures_table,
     inbox_table,
@@ -266,9 +267,20 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
     Fine for tests, demos and first deployments; in production, prefer adding
-    `tables.metadata` to your alembic migrations.
+    `tables.metadata` to your alembic migrations. Raises
+    [`StoreConnectionError`][eventcore.StoreConnectionError] when the database cannot
+    be reached (a wrong host or port, a missing database, a refused login).
     """
     tables = tables or EventStoreTables()
+    try:
+        await _create(engine, tables)
+    except Exception as error:
+        if not is_database_error(error):
+            raise
+        raise store_error("cannot create the event store's tables", error) from error
+
+
+async def _create(engine: AsyncEngine, tables: EventStoreTables) -> None:
     async with engine.begin() as conn:
         if tables.schema and engine.dialect.name == "postgresql":
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))

@@ -7,11 +7,10 @@ from datetime import UTC
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventcore._exceptions import SchemaError, StoreError
 from eventcore._persistence._snapshots import Snapshot
+from eventcore._sqlalchemy._errors import fetch, retried
 from eventcore._sqlalchemy._schema import EventStoreTables
 
 __all__ = ["SqlAlchemySnapshotStore"]
@@ -31,13 +30,10 @@ class SqlAlchemySnapshotStore:
         query = select(
             t.c.aggregate_type, t.c.version, t.c.schema_version, t.c.state, t.c.recorded_at
         ).where(t.c.stream_id == stream_id)
-        try:
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
-        except SQLAlchemyError as error:
-            raise _store_error(f"cannot read snapshot of {stream_id!r}", error) from error
-        if row is None:
+        rows = await fetch(self._engine, f"cannot read snapshot of {stream_id!r}", query)
+        if not rows:
             return None
+        row = rows[0]
         aggregate_type, version, schema_version, state, recorded_at = row
         if recorded_at is not None and recorded_at.tzinfo is None:
             recorded_at = recorded_at.replace(tzinfo=UTC)
@@ -60,16 +56,9 @@ class SqlAlchemySnapshotStore:
             set_={k: statement.excluded[k] for k in values if k != "stream_id"},
             where=t.c.version <= statement.excluded.version,
         )
-        try:
+
+        async def write() -> None:  # idempotent (a newer snapshot wins): retried
             async with self._engine.begin() as conn:
                 await conn.execute(statement)
-        except SQLAlchemyError as error:
-            raise _store_error(f"cannot save snapshot of {snapshot.stream_id!r}", error) from error
 
-
-def _store_error(message: str, error: SQLAlchemyError) -> StoreError:
-    """A missing table is a `SchemaError`, as for the event tables; the rest `StoreError`."""
-    orig = getattr(error, "orig", None)
-    if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(error):
-        return SchemaError(f"{message}: {error!r} (run create_schema() or your migrations)")
-    return StoreError(f"{message}: {error!r}")
+        await retried(f"cannot save snapshot of {snapshot.stream_id!r}", write)

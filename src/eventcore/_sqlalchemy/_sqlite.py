@@ -318,6 +318,15 @@ class SqliteBackend:
         async with _translated_errors(), self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def log_end(self) -> LogPosition:
+        """The last committed event's log position (SQLite commits in position order)."""
+        head = await self.log_head()
+        return LogPosition(0, head) if head else LogPosition()
+
+    async def blocking_transaction(self) -> str | None:
+        """Nothing holds SQLite's log back: it is read in position order."""
+        return None
+
     async def log_position_of(self, global_position: int) -> LogPosition | None:
         """The log position of the event at `global_position`, if there is one."""
         ev = self._events

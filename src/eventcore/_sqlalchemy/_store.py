@@ -14,6 +14,7 @@ from eventcore._domain._metadata import LogPosition, NewEvent, RecordedEvent
 from eventcore._exceptions import (
     ConcurrencyError,
     InvalidEventError,
+    StoreConnectionError,
     UnsupportedBackendError,
 )
 from eventcore._persistence._codec import (
@@ -46,6 +47,7 @@ from eventcore._sqlalchemy._checkpoints import SqlAlchemyCheckpoints
 from eventcore._sqlalchemy._data_keys import SqlAlchemyDataKeyStore
 from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
 from eventcore._sqlalchemy._deadlines import SqlAlchemyDeadlines
+from eventcore._sqlalchemy._errors import connection_lost
 from eventcore._sqlalchemy._inbox import SqlAlchemyInbox
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_versions import SqlAlchemyProjectionVersions
@@ -65,8 +67,8 @@ class SqlAlchemyEventStore:
     """An [`EventStore`][eventcore.EventStore] on async SQLAlchemy 2.0.
 
     Supports PostgreSQL through asyncpg (`postgresql+asyncpg://...`, install
-    `eventcore[postgres]`) and SQLite through aiosqlite (`sqlite+aiosqlite:///file.db`,
-    install `eventcore[sqlite]`).
+    `eventcore-es[postgres]`) and SQLite through aiosqlite (`sqlite+aiosqlite:///file.db`,
+    install `eventcore-es[sqlite]`).
 
     ```python
     engine = create_async_engine("postgresql+asyncpg://localhost/app")
@@ -260,6 +262,27 @@ class SqlAlchemyEventStore:
         """The log position of the event at `global_position`, if there is one."""
         return await self._backend.log_position_of(global_position)
 
+    async def log_end(self) -> LogPosition:
+        """The log position of the last event committed so far, in log (commit) order.
+
+        `LogPosition()` for an empty log. On PostgreSQL a transaction that took a lower
+        global position can commit after one that took a higher one, so this, rather
+        than the position of [`log_head()`][eventcore.SqlAlchemyEventStore.log_head], is
+        where the log ends as of now: see
+        [`wait_until_readable`][eventcore.wait_until_readable].
+        """
+        return await self._backend.log_end()
+
+    async def blocking_transaction(self) -> str | None:
+        """Which transaction holds the log's readers back now, if one does.
+
+        On PostgreSQL the log is read only below the oldest transaction still open on
+        the server that wrote something (in any database): this describes it (server
+        process, database, user, application, state, age, statement), or a prepared
+        transaction; `None` when none is open. On SQLite, always `None`.
+        """
+        return await self._backend.blocking_transaction()
+
     async def load_checkpoints(self, names: list[str] | None = None) -> dict[str, LogPosition]:
         """The checkpoints of the named subscribers (all of them when `None`)."""
         return await self._checkpoints.load_all(names)
@@ -288,11 +311,18 @@ class SqlAlchemyEventStore:
         deletes them. It is retried when it loses a race with a stream's writer.
         """
         moment = due_now(now, limit)
+        reconnected = False
         for _ in range(_FIRE_ATTEMPTS):
             try:
                 return await self._fire_once(moment, limit)
             except ConcurrencyError:
                 continue  # a writer appended to one of the streams meanwhile
+            except StoreConnectionError as error:
+                # Safe to repeat (a deadline's event keeps its id), once, on a fresh
+                # connection: the lost one's pool was replaced.
+                if reconnected or not connection_lost(error):
+                    raise
+                reconnected = True
         raise ConcurrencyError(f"gave up firing deadlines after {_FIRE_ATTEMPTS} lost races")
 
     async def _fire_once(self, now: datetime, limit: int) -> int:

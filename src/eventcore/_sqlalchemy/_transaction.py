@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventcore._sqlalchemy._checkpoints import _error
+from eventcore._sqlalchemy._errors import is_database_error, store_error
 
 __all__ = ["transaction"]
 
@@ -27,13 +26,17 @@ class _Transaction:
     async def __aenter__(self) -> AsyncConnection:
         try:
             return await self._context.__aenter__()
-        except SQLAlchemyError as error:
-            raise _error(self._what, error) from error
+        except Exception as error:
+            if not is_database_error(error):
+                raise
+            raise store_error(self._what, error) from error
 
     async def __aexit__(self, *exc: Any) -> None:
         try:
             await self._context.__aexit__(*exc)
-        except SQLAlchemyError as error:
-            raise _error(self._what, error) from error
-        if isinstance(exc[1], SQLAlchemyError):
-            raise _error(self._what, exc[1]) from exc[1]
+        except Exception as error:
+            if not is_database_error(error):
+                raise
+            raise store_error(self._what, error) from error
+        if isinstance(exc[1], Exception) and is_database_error(exc[1]):
+            raise store_error(self._what, exc[1]) from exc[1]

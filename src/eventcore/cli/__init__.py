@@ -1,6 +1,6 @@
 """The `eventcore` command line: schema, global log, projections, dead letters, outbox, inbox.
 
-Install it with `pip install 'eventcore[cli]'` (it needs click), then run
+Install it with `pip install 'eventcore-es[cli]'` (it needs click), then run
 `eventcore --help`. The commands are an adapter on top of the public API; see the
 [command-line guide](../how-to/cli.md). `import eventcore` never needs click: only
 this package does, and `main` says so plainly when it is missing.
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ModuleNotFoundError as error:
         if error.name != "click":
             raise
-        sys.exit("eventcore: the command line needs click: pip install 'eventcore[cli]'")
+        sys.exit("eventcore: the command line needs click: pip install 'eventcore-es[cli]'")
     cli.main(args=None if argv is None else list(argv), prog_name="eventcore")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import click
 
@@ -33,7 +33,7 @@ def load_projectors(spec: str | None) -> list[Projector]:
     if value is None:
         raise click.UsageError(f"--app {spec!r}: the module has no {attribute or 'projectors'!r}")
     if callable(value):
-        value = value()
+        value = _called(value, spec, "--app")
     return _checked(value, spec)
 
 
@@ -43,15 +43,9 @@ def load_consumer(spec: str) -> Consumer:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise click.UsageError(f"--consumer {spec!r}: expected module:attribute")
-    value = getattr(_import(module_name, spec), attribute, None)
+    value = getattr(_import(module_name, spec, "--consumer"), attribute, None)
     if callable(value) and not isinstance(value, Consumer):
-        try:
-            value = value()
-        except Exception as error:
-            message = " ".join(repr(error).split())
-            raise click.ClickException(
-                f"--consumer {spec!r}: calling it failed: {message}"
-            ) from None
+        value = _called(value, spec, "--consumer")
     if not isinstance(value, Consumer):
         raise click.ClickException(
             f"--consumer {spec!r} must give a Consumer (or a class or function returning "
@@ -77,14 +71,31 @@ def select(projectors: Sequence[Projector], names: Iterable[str]) -> list[Projec
     return [p for i, p in enumerate(chosen) if p not in chosen[:i]]
 
 
-def _import(module_name: str, spec: str) -> object:
+def _called(value: Callable[[], object], spec: str, option: str) -> object:
+    try:
+        return value()
+    except Exception as error:
+        message = " ".join(repr(error).split())
+        raise click.ClickException(f"{option} {spec!r}: calling it failed: {message}") from None
+
+
+def _import(module_name: str, spec: str, option: str = "--app") -> object:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(module_name)
     except ImportError as error:
         raise click.ClickException(
-            f"--app {spec!r}: cannot import {module_name}: {error}"
+            f"{option} {spec!r}: cannot import {module_name}: {error} (the current directory, "
+            f"{os.getcwd()}, is on the import path)"
+        ) from None
+    except Exception as error:  # the module itself failed: a SyntaxError, say
+        message = " ".join(repr(error).split())
+        where = ""
+        if isinstance(error, SyntaxError) and error.filename:
+            where = f" ({error.filename}, line {error.lineno})"
+        raise click.ClickException(
+            f"{option} {spec!r}: importing {module_name} failed: {message}{where}"
         ) from None
 
 

@@ -6,7 +6,7 @@ import click
 
 from eventcore import EventStore, LogPosition, RecordedEvent, Subscription
 from eventcore.cli._connection import Settings, open_store, pass_settings
-from eventcore.cli._horizon import wait_until_readable
+from eventcore.cli._horizon import wait_until_readable_noting
 from eventcore.cli._output import echo_json, event_json, event_line
 from eventcore.cli._raw import RawRegistry
 from eventcore.cli._running import run, until_signalled
@@ -69,7 +69,7 @@ def tail(
         async with open_store(settings, registry=RawRegistry(), keys=False) as store:
             start = await _start(store, after)
             if not follow:
-                await wait_until_readable(store)  # "the end" is the head as of now
+                await wait_until_readable_noting(store)  # "the end" is the head as of now
             subscription = Subscription(
                 store,
                 after=start,

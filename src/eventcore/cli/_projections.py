@@ -11,7 +11,7 @@ import click
 from eventcore import EventStore, LogPosition, ProjectionStatus, ProjectionWorker, Projector
 from eventcore.cli._app import load_projectors, select
 from eventcore.cli._connection import Settings, open_store, pass_settings
-from eventcore.cli._horizon import wait_until_readable
+from eventcore.cli._horizon import wait_until_readable_noting
 from eventcore.cli._output import echo_json, echo_table, position_text, status_row
 from eventcore.cli._rebuild import activate, rebuild
 from eventcore.cli._running import run, until_signalled
@@ -110,7 +110,7 @@ def catch_up(settings: Settings, names: tuple[str, ...], batch_size: int) -> Non
     async def catch_up_all() -> int:
         async with open_store(settings) as store:
             worker = ProjectionWorker(store, chosen, batch_size=batch_size)
-            await wait_until_readable(store)  # up to date means: with the head as of now
+            await wait_until_readable_noting(store)  # up to date means: with the head as of now
             return await _with_progress(store, worker)
 
     applied = run(catch_up_all)

@@ -11,7 +11,7 @@ import click
 from eventcore import ProjectionWorker, Projector, active_version
 from eventcore.cli._app import load_projectors, select
 from eventcore.cli._connection import Settings, open_store, pass_settings
-from eventcore.cli._horizon import wait_until_readable
+from eventcore.cli._horizon import wait_until_readable_noting
 from eventcore.cli._running import run, until_signalled
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def rebuild(settings: Settings, name: str, activate: bool, batch_size: int) -> N
     async def rebuild_it() -> tuple[int, int]:
         async with open_store(settings) as store:
             serving = await active_version(store, projector)
-            await wait_until_readable(store)
+            await wait_until_readable_noting(store)
             applied: list[int] = []
 
             async def work() -> None:

@@ -6,10 +6,10 @@ import warnings
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Table, inspect
-from sqlalchemy.exc import SAWarning
+from sqlalchemy.exc import DBAPIError, SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventcore import EventStoreTables, create_schema
+from eventcore import EventStoreTables, StoreConnectionError, create_schema
 
 __all__ = ["SchemaReport", "upgrade_schema"]
 
@@ -31,8 +31,12 @@ async def upgrade_schema(engine: AsyncEngine, tables: EventStoreTables) -> Schem
     (and filling them in) is a migration's job.
     """
     own = [value for value in vars(tables).values() if isinstance(value, Table)]
-    async with engine.connect() as conn:
-        existed = await conn.run_sync(lambda sync: {t.name for t in own if _exists(sync, t)})
+    try:
+        async with engine.connect() as conn:
+            existed = await conn.run_sync(lambda sync: {t.name for t in own if _exists(sync, t)})
+    except (OSError, DBAPIError) as error:
+        reason = getattr(error, "orig", None) or error
+        raise StoreConnectionError(f"cannot connect to the database: {reason!r}") from error
     await create_schema(engine, tables)
     report = SchemaReport(created_tables=[t.name for t in own if t.name not in existed])
     async with engine.begin() as conn:

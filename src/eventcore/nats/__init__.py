@@ -1,4 +1,4 @@
-"""NATS JetStream for eventcore's outbox and consumers (`pip install 'eventcore[nats]'`).
+"""NATS JetStream for eventcore's outbox and consumers (`pip install 'eventcore-es[nats]'`).
 
 [`NatsPublisher`][eventcore.nats.NatsPublisher] publishes an outbox relay's messages to
 JetStream (subject: the message's topic) and waits for JetStream's acks; JetStream
@@ -28,7 +28,7 @@ from __future__ import annotations
 try:
     import nats  # noqa: F401
 except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError("eventcore.nats needs nats-py: pip install 'eventcore[nats]'") from error
+    raise ImportError("eventcore.nats needs nats-py: pip install 'eventcore-es[nats]'") from error
 
 from eventcore.nats._connection import ensure_stream
 from eventcore.nats._publisher import NatsPublisher

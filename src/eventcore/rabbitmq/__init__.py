@@ -1,4 +1,4 @@
-"""RabbitMQ for eventcore's outbox and consumers (`pip install 'eventcore[rabbitmq]'`).
+"""RabbitMQ for eventcore's outbox and consumers (`pip install 'eventcore-es[rabbitmq]'`).
 
 [`RabbitMqPublisher`][eventcore.rabbitmq.RabbitMqPublisher] publishes an outbox relay's
 messages to a topic exchange (routing key: the message's topic) with publisher
@@ -31,7 +31,7 @@ try:
     import aio_pika  # noqa: F401
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "eventcore.rabbitmq needs aio-pika: pip install 'eventcore[rabbitmq]'"
+        "eventcore.rabbitmq needs aio-pika: pip install 'eventcore-es[rabbitmq]'"
     ) from error
 
 from eventcore.rabbitmq._publisher import RabbitMqPublisher
