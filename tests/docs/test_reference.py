@@ -16,6 +16,7 @@ TOPICS = [
     "projections.md",
     "process-managers.md",
     "messaging.md",
+    "personal-data.md",
     "errors.md",
 ]
 
