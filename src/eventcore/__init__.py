@@ -8,7 +8,8 @@ the inside out (each imports only from those before it):
    Messaging (`_messaging`): the message envelope, broker protocols, the outbox interface.
 3. application (`_application`): repositories, the unit of work, projections, the outbox
    relay and consumers.
-4. adapters (`eventcore.rabbitmq`, `eventcore.nats`, `eventcore.cli`): optional extras.
+4. adapters (`eventcore.rabbitmq`, `eventcore.nats`, `eventcore.cli`, `eventcore.fastapi`):
+   optional extras.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ from eventcore._exceptions import (
     EventDeserializationError,
     EventTypeConflictError,
     EventTypeError,
+    IdempotencyError,
+    IdempotencyKeyError,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
     IntegrationEventError,
     InvalidEventError,
     InvalidStreamIdError,
@@ -65,6 +70,8 @@ from eventcore._exceptions import (
     MessageDecodeError,
     MessagingError,
     PayloadTooLargeError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
     ProcessManagerError,
     ProjectionError,
     PublishError,
@@ -84,6 +91,11 @@ from eventcore._messaging._message import Message, MessageHeaders
 from eventcore._messaging._outbox import Outbox, OutboxEntry, OutboxStatus
 from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._deadlines import Deadline
+from eventcore._persistence._idempotency import (
+    IdempotencyRecord,
+    IdempotencyStore,
+    InMemoryIdempotencyStore,
+)
 from eventcore._persistence._leases import InProcessLeases, ProjectionLease, ProjectionLeases
 from eventcore._persistence._memory import InMemoryEventStore
 from eventcore._persistence._signal import AppendSignal
@@ -97,6 +109,7 @@ from eventcore._persistence._store import (
     StreamAppend,
 )
 from eventcore._sqlalchemy._engines import postgres_engine, sqlite_engine
+from eventcore._sqlalchemy._idempotency import SqlAlchemyIdempotencyStore
 from eventcore._sqlalchemy._inbox import InboxDeadLetter, SqlAlchemyInbox
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_leases import PostgresLeases
@@ -136,8 +149,15 @@ __all__ = [
     "EventTypeError",
     "EventcoreError",
     "ExpectedVersion",
+    "IdempotencyError",
+    "IdempotencyKeyError",
+    "IdempotencyKeyInFlightError",
+    "IdempotencyKeyReusedError",
+    "IdempotencyRecord",
+    "IdempotencyStore",
     "InMemoryBroker",
     "InMemoryEventStore",
+    "InMemoryIdempotencyStore",
     "InMemoryQueue",
     "InMemorySnapshotStore",
     "InProcessLeases",
@@ -163,6 +183,8 @@ __all__ = [
     "OutboxStatus",
     "PayloadTooLargeError",
     "PostgresLeases",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
     "ProcessContext",
     "ProcessManager",
     "ProcessManagerError",
@@ -186,6 +208,7 @@ __all__ = [
     "Snapshot",
     "SnapshotStore",
     "SqlAlchemyEventStore",
+    "SqlAlchemyIdempotencyStore",
     "SqlAlchemyInbox",
     "SqlAlchemyOutbox",
     "SqlAlchemySession",

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -19,15 +20,17 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    inspect,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateSchema, DefaultClause, Identity
 from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import UserDefinedType
 
-from eventcore._exceptions import SchemaError
+from eventcore._exceptions import SchemaError, StoreConnectionError
 from eventcore._sqlalchemy._messaging_schema import (
     inbox_failures_table,
     inbox_table,
@@ -36,7 +39,7 @@ from eventcore._sqlalchemy._messaging_schema import (
     outbox_table,
 )
 
-__all__ = ["EventStoreTables", "create_schema"]
+__all__ = ["EventStoreTables", "check_schema", "create_schema"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
@@ -121,6 +124,7 @@ class EventStoreTables:
         self.outbox_relays = outbox_relays_table(self.metadata, f"{prefix}outbox_relays", schema)
         self.inbox = inbox_table(self.metadata, f"{prefix}inbox", schema)
         self.inbox_failures = inbox_failures_table(self.metadata, f"{prefix}inbox_failures", schema)
+        self.idempotency = _idempotency_table(self.metadata, f"{prefix}idempotency_keys", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -240,6 +244,32 @@ def _deadlines_table(metadata: MetaData, name: str, schema: str | None) -> Table
     )
 
 
+def _idempotency_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    """Idempotent commands' keys and results, written in the command's transaction."""
+    return Table(
+        name,
+        metadata,
+        Column("scope", String(255), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("fingerprint", String(128), nullable=False),
+        Column("status", Integer(), nullable=False),
+        Column("headers", _json(), nullable=False),
+        Column("body", LargeBinary(), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index(f"{name}_expires", "expires_at"),
+        schema=schema,
+    )
+
+
+def _own_tables(tables: EventStoreTables) -> list[Table]:
+    return [
+        tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters,
+        tables.projections, tables.deadlines, tables.outbox, tables.outbox_lanes,
+        tables.outbox_relays, tables.inbox, tables.inbox_failures, tables.idempotency,
+    ]  # fmt: skip
+
+
 async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
@@ -250,8 +280,26 @@ async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = N
     async with engine.begin() as conn:
         if tables.schema and engine.dialect.name == "postgresql":
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
-        own = [tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters]
-        own.append(tables.projections)
-        own += [tables.deadlines, tables.outbox, tables.outbox_lanes, tables.outbox_relays]
-        own += [tables.inbox, tables.inbox_failures]
+        own = _own_tables(tables)
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))
+
+
+async def check_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
+    """Raise [`SchemaError`][eventcore.SchemaError], naming them, if any of the store's
+    tables is missing (run `create_schema()` or your migrations)."""
+    tables = tables or EventStoreTables()
+
+    def missing(sync: Any) -> list[str]:
+        present = set(inspect(sync).get_table_names(schema=tables.schema))
+        return [t.name for t in _own_tables(tables) if t.name not in present]
+
+    try:
+        async with engine.connect() as conn:
+            absent = await conn.run_sync(missing)
+    except SQLAlchemyError as error:
+        raise StoreConnectionError(f"cannot read the database's tables: {error!r}") from error
+    if absent:
+        where = f" in schema {tables.schema!r}" if tables.schema else ""
+        raise SchemaError(
+            f"missing tables{where}: {', '.join(absent)} (run create_schema() or your migrations)"
+        )
