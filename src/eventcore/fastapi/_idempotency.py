@@ -84,6 +84,7 @@ def deferred_commit(
 
     async def finish(status: int, headers: list[Header], body: bytes) -> list[Header]:
         extra: list[Header] = []
+        session = uow.session  # the hook runs while committing, when uow.session is closed
 
         async def store(results: list[AppendResult]) -> None:
             extra.extend(commit_headers(uow, results))
@@ -91,7 +92,7 @@ def deferred_commit(
             record = IdempotencyRecord(
                 scope, key, print_, status, _kept([*headers, *extra]), body, now, now + retention
             )
-            await keys.complete(uow.session, record)
+            await keys.complete(session, record)
 
         uow.before_commit(store)
         await uow.commit_now()
