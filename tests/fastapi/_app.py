@@ -232,6 +232,15 @@ def _router(controls: Controls) -> APIRouter:
         section = await uow.get(Section, section_id)
         section.record(CapacityChanged(capacity=0))
 
+    @router.post("/test/hold/{name}")
+    async def hold(name: str) -> None:
+        controls.hold(name)
+
+    @router.post("/test/release/{name}")
+    async def release(name: str) -> None:
+        await controls.reached[name].wait()
+        controls.release(name)
+
     @router.post("/test/projection/{state}")
     async def projection(state: str) -> None:
         if state == "open":

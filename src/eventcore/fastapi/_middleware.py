@@ -171,12 +171,16 @@ class EventcoreMiddleware:
         body = b"".join(m.get("body", b"") for m in bodies)
         finish, state.finish = state.finish, None
         assert finish is not None
+        # The unit of work is closed and the key released before the response goes out:
+        # a client's next request must find the key completed, not still in flight.
         try:
             extra = await finish(status, headers, body)
         except Exception as failure:
+            await state.close(failure)
             response = self.service.problems.response(failure, scope)
             await self._send(response, scope, send, ids)
             return
+        await state.close(None)
         start["headers"] = [*headers, *ids, *extra]
         await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": False})
