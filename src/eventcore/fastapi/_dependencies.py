@@ -106,8 +106,15 @@ def unit_of_work(
             await uow.__aexit__(type(error) if error else None, error, None)
 
         state.cleanups.append(close)
-        record = await keys.claim(uow.session, scope, key, request_print)
+        # A request answered without running (a replay, a refused key) lets its key go
+        # before its answer is sent: the client's next request must not find it held.
+        try:
+            record = await keys.claim(uow.session, scope, key, request_print)
+        except BaseException as error:
+            await state.close(error)
+            raise
         if record is not None:
+            await state.close(None)
             raise Replay(record)
         yield uow
         retention = service.idempotency_retention
