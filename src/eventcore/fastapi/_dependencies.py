@@ -71,11 +71,11 @@ def unit_of_work(
     # parameters: FastAPI validates each declared parameter on every request, which
     # costs more than the rest of this dependency.
     async def dependency(request: Request) -> AsyncIterator[RequestUnitOfWork]:
-        headers = request.headers
+        state = state_of(request.scope)
+        headers = state.request_headers
         if_match = headers.get("if-match")
         if_none_match = headers.get("if-none-match")
         idempotency_key = headers.get("idempotency-key")
-        state = state_of(request.scope)
         service = state.service
         if require_if_match and if_match is None:
             raise PreconditionRequiredError()

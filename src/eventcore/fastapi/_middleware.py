@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +45,10 @@ _SCOPE_KEY = "eventcore.request"
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _log = logging.getLogger("eventcore.fastapi")
+_WANTED = frozenset({
+    b"traceparent", b"x-correlation-id", b"x-request-id",
+    b"if-match", b"if-none-match", b"idempotency-key",
+})  # fmt: skip
 
 Header = tuple[bytes, bytes]
 Finish = Callable[[int, list[Header], bytes], Awaitable[list[Header]]]
@@ -60,6 +63,8 @@ class RequestState:
     service: Eventcore
     correlation_id: str
     request_id: str
+    request_headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers eventcore reads (lower-case names; the first of each)."""
     headers: list[Header] = field(default_factory=list)
     """Headers for the response (the commit's `ETag` and `Log-Position`)."""
     finish: Finish | None = None
@@ -111,13 +116,17 @@ class EventcoreMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
+        # One pass over the raw headers: Starlette's `Headers.get` scans them per name.
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in _WANTED:
+                headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         traceparent = headers.get("traceparent")
         correlation = (
             _id(headers.get("x-correlation-id")) or _trace_id(traceparent) or uuid.uuid4().hex
         )
         request_id = _id(headers.get("x-request-id")) or uuid.uuid4().hex
-        state = RequestState(self.service, correlation, request_id)
+        state = RequestState(self.service, correlation, request_id, headers)
         scope[_SCOPE_KEY] = state
         extra: dict[str, Any] = {"traceparent": traceparent} if _trace_id(traceparent) else {}
         actor = self.service.actor_of(HTTPConnection(scope))
