@@ -21,6 +21,7 @@ import os
 import time
 from pathlib import Path
 
+import _http_scenario  # noqa: F401  (registers http_command)
 import _pii_scenarios  # noqa: F401  (registers the personal data scenarios)
 import _projection_scenarios  # noqa: F401  (registers the projection scenarios)
 import _relay_scenarios  # noqa: F401  (registers the outbox relay scenarios)

@@ -8,7 +8,8 @@ the inside out (each imports only from those before it):
    Messaging (`_messaging`): the message envelope, broker protocols, the outbox interface.
 3. application (`_application`): repositories, the unit of work, projections, the outbox
    relay and consumers.
-4. adapters (`eventcore.rabbitmq`, `eventcore.nats`, `eventcore.cli`): optional extras.
+4. adapters (`eventcore.rabbitmq`, `eventcore.nats`, `eventcore.cli`, `eventcore.fastapi`):
+   optional extras.
 
 Encrypting personal data needs the `personal-data` extra (the `cryptography` package);
 `import eventcore` does not.
@@ -65,6 +66,10 @@ from eventcore._exceptions import (
     EventDeserializationError,
     EventTypeConflictError,
     EventTypeError,
+    IdempotencyError,
+    IdempotencyKeyError,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
     IntegrationEventError,
     InvalidEventError,
     InvalidStreamIdError,
@@ -74,6 +79,8 @@ from eventcore._exceptions import (
     MessagingError,
     PayloadTooLargeError,
     PersonalDataError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
     ProcessManagerError,
     ProjectionError,
     PublishError,
@@ -95,6 +102,11 @@ from eventcore._messaging._outbox import Outbox, OutboxEntry, OutboxStatus
 from eventcore._persistence._data_keys import DataKey, DataKeyStore, InMemoryDataKeyStore
 from eventcore._persistence._dead_letters import DeadLetter
 from eventcore._persistence._deadlines import Deadline
+from eventcore._persistence._idempotency import (
+    IdempotencyRecord,
+    IdempotencyStore,
+    InMemoryIdempotencyStore,
+)
 from eventcore._persistence._key_providers import KeyProvider, LocalKeyProvider
 from eventcore._persistence._leases import InProcessLeases, ProjectionLease, ProjectionLeases
 from eventcore._persistence._memory import InMemoryEventStore
@@ -111,6 +123,7 @@ from eventcore._persistence._store import (
 )
 from eventcore._sqlalchemy._data_keys import SqlAlchemyDataKeyStore
 from eventcore._sqlalchemy._engines import postgres_engine, sqlite_engine
+from eventcore._sqlalchemy._idempotency import SqlAlchemyIdempotencyStore
 from eventcore._sqlalchemy._inbox import InboxDeadLetter, SqlAlchemyInbox
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_leases import PostgresLeases
@@ -155,9 +168,16 @@ __all__ = [
     "EventTypeError",
     "EventcoreError",
     "ExpectedVersion",
+    "IdempotencyError",
+    "IdempotencyKeyError",
+    "IdempotencyKeyInFlightError",
+    "IdempotencyKeyReusedError",
+    "IdempotencyRecord",
+    "IdempotencyStore",
     "InMemoryBroker",
     "InMemoryDataKeyStore",
     "InMemoryEventStore",
+    "InMemoryIdempotencyStore",
     "InMemoryQueue",
     "InMemorySnapshotStore",
     "InProcessLeases",
@@ -189,6 +209,8 @@ __all__ = [
     "PersonalDataError",
     "PersonalDataKeys",
     "PostgresLeases",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
     "ProcessContext",
     "ProcessManager",
     "ProcessManagerError",
@@ -213,6 +235,7 @@ __all__ = [
     "SnapshotStore",
     "SqlAlchemyDataKeyStore",
     "SqlAlchemyEventStore",
+    "SqlAlchemyIdempotencyStore",
     "SqlAlchemyInbox",
     "SqlAlchemyOutbox",
     "SqlAlchemySession",

@@ -15,8 +15,14 @@ EventcoreError
 │   └── PayloadTooLargeError             the encoded payload exceeds the store's limit
 ├── ConcurrencyError                     optimistic concurrency failed; retrying may help
 │   ├── WrongExpectedVersionError        names stream, expected and actual version
-│   │   └── AggregateExistsError         Repository.add() of an id that is taken
+│   │   ├── AggregateExistsError         Repository.add() of an id that is taken
+│   │   └── PreconditionFailedError      the version a request's If-Match named is not current
 │   └── DuplicateEventError              some, not all, event ids of an append exist already
+├── PreconditionRequiredError            a write that must name the version it expects did not
+├── IdempotencyError                     an idempotency key cannot be used as sent
+│   ├── IdempotencyKeyError              missing where required, or malformed
+│   ├── IdempotencyKeyReusedError        the key was used before, for another request
+│   └── IdempotencyKeyInFlightError      a request with the key is still being handled
 ├── AggregateNotFoundError               no events for that aggregate id (or before that point)
 ├── AggregateError                       an aggregate class or instance is misused
 ├── UnitOfWorkError                      a unit of work is used outside its life cycle
@@ -56,6 +62,10 @@ __all__ = [
     "EventTypeConflictError",
     "EventTypeError",
     "EventcoreError",
+    "IdempotencyError",
+    "IdempotencyKeyError",
+    "IdempotencyKeyInFlightError",
+    "IdempotencyKeyReusedError",
     "IntegrationEventError",
     "InvalidEventError",
     "InvalidStreamIdError",
@@ -65,6 +75,8 @@ __all__ = [
     "MessagingError",
     "PayloadTooLargeError",
     "PersonalDataError",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
     "ProcessManagerError",
     "ProjectionError",
     "PublishError",
@@ -196,6 +208,31 @@ class AggregateExistsError(WrongExpectedVersionError):
         )
 
 
+class PreconditionFailedError(WrongExpectedVersionError):
+    """A request's precondition (`If-Match`, `If-None-Match`) does not hold for its stream.
+
+    Raised where the version a client said it expects is not the stream's version, when
+    the request was read or at its commit; answered with 412 over HTTP.
+    """
+
+    def __init__(
+        self, stream_id: str, expected: object, actual: int, header: str = "If-Match"
+    ) -> None:
+        super().__init__(stream_id, expected, actual)
+        self.header = header
+        self.args = (
+            f"stream {stream_id!r}: {header} expected version {expected}, actual version {actual}",
+        )
+
+
+class PreconditionRequiredError(EventcoreError):
+    """A write that must say which version it expects (`If-Match`) came without it."""
+
+    def __init__(self, header: str = "If-Match") -> None:
+        self.header = header
+        super().__init__(f"this request must carry {header} with the version it expects")
+
+
 class DuplicateEventError(ConcurrencyError):
     """Some, but not all, of an append's event ids are stored already (or elsewhere)."""
 
@@ -213,6 +250,33 @@ class AggregateNotFoundError(EventcoreError, LookupError):
         self.aggregate_id = aggregate_id
         suffix = f" {detail}" if detail else ""
         super().__init__(f"{aggregate_type} {aggregate_id!r} not found{suffix}")
+
+
+class IdempotencyError(EventcoreError):
+    """An idempotency key cannot be used as it was sent; nothing was done."""
+
+
+class IdempotencyKeyError(IdempotencyError, ValueError):
+    """An idempotency key is missing where one is required, or is malformed."""
+
+
+class IdempotencyKeyReusedError(IdempotencyError):
+    """The idempotency key was used before with another request (another payload)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} was used before for another request; "
+            "use a new key for a new request"
+        )
+
+
+class IdempotencyKeyInFlightError(IdempotencyError):
+    """A request with the same idempotency key is still being handled; retry later."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"a request with idempotency key {key!r} is still being handled")
 
 
 class AggregateError(EventcoreError):

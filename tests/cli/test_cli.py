@@ -249,7 +249,7 @@ def test_schema_create_creates_the_tables_then_finds_them_up_to_date(db: Databas
         "created tables: eventcore_events, eventcore_snapshots, eventcore_checkpoints, "
         "eventcore_dead_letters, eventcore_projections, eventcore_deadlines, eventcore_outbox, "
         "eventcore_outbox_lanes, eventcore_outbox_relays, eventcore_inbox, "
-        "eventcore_inbox_failures, eventcore_data_keys"
+        "eventcore_inbox_failures, eventcore_data_keys, eventcore_idempotency_keys"
     ]
     again = invoke(db, "schema", "create")
     assert again.exit_code == 0, again.output

@@ -18,7 +18,13 @@ from eventcore._domain._metadata import NewEvent, RecordedEvent, current_context
 from eventcore._exceptions import AggregateError, UnitOfWorkError, WrongExpectedVersionError
 from eventcore._messaging._encoding import message_for, message_id_for
 from eventcore._messaging._message import Message
-from eventcore._persistence._store import AppendResult, EventStore, EventStoreSession, StreamAppend
+from eventcore._persistence._store import (
+    AppendResult,
+    BeforeCommit,
+    EventStore,
+    EventStoreSession,
+    StreamAppend,
+)
 
 __all__ = ["UnitOfWork"]
 
@@ -69,6 +75,7 @@ class UnitOfWork:
         self._session: EventStoreSession | None = None
         self._seen: dict[str, Aggregate] = {}
         self._committed: list[tuple[str, NewEvent]] = []
+        self._hooks: list[BeforeCommit] = []
         self._finished = False
 
     async def __aenter__(self) -> Self:
@@ -137,6 +144,16 @@ class UnitOfWork:
                 "load each aggregate once"
             )
 
+    def before_commit(self, hook: BeforeCommit) -> None:
+        """Run `hook` at commit, inside the transaction, after the append and the inline
+        projections, with the append's results; if it raises, nothing is committed.
+
+        For writes that need the appended events' positions (an idempotent command's
+        stored result, say). On `InMemoryEventStore` it runs right after the append.
+        """
+        self.session  # noqa: B018 - raises if the unit of work is not open
+        self._hooks.append(hook)
+
     async def commit(self) -> list[AppendResult]:
         """Append every tracked aggregate's pending events and commit, atomically."""
         session = self.session
@@ -156,8 +173,10 @@ class UnitOfWork:
             messages = self._messages + _translated(self._mappings, recorded_events)
             if messages:
                 await _outbox_session(session).add_messages(messages)
+            for extra in self._hooks:
+                await extra(results)
 
-        needed = self._messages or (dirty and (self._projectors or self._mappings))
+        needed = self._messages or self._hooks or (dirty and (self._projectors or self._mappings))
         hook = before_commit if needed else None
         try:
             results = await session.commit(appends, before_commit=hook)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    inspect,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,7 +39,7 @@ from eventcore._sqlalchemy._messaging_schema import (
     outbox_table,
 )
 
-__all__ = ["EventStoreTables", "create_schema"]
+__all__ = ["EventStoreTables", "check_schema", "create_schema"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
@@ -124,6 +125,7 @@ class EventStoreTables:
         self.inbox = inbox_table(self.metadata, f"{prefix}inbox", schema)
         self.inbox_failures = inbox_failures_table(self.metadata, f"{prefix}inbox_failures", schema)
         self.data_keys = _data_keys_table(self.metadata, f"{prefix}data_keys", schema)
+        self.idempotency = _idempotency_table(self.metadata, f"{prefix}idempotency_keys", schema)
 
     def qualified(self, table: Table) -> str:
         """The table's name, schema-qualified and quoted, for hand-written SQL."""
@@ -263,6 +265,33 @@ def _data_keys_table(metadata: MetaData, name: str, schema: str | None) -> Table
     )
 
 
+def _idempotency_table(metadata: MetaData, name: str, schema: str | None) -> Table:
+    """Idempotent commands' keys and results, written in the command's transaction."""
+    return Table(
+        name,
+        metadata,
+        Column("scope", String(255), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("fingerprint", String(128), nullable=False),
+        Column("status", Integer(), nullable=False),
+        Column("headers", _json(), nullable=False),
+        Column("body", LargeBinary(), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index(f"{name}_expires", "expires_at"),
+        schema=schema,
+    )
+
+
+def _own_tables(tables: EventStoreTables) -> list[Table]:
+    return [
+        tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters,
+        tables.projections, tables.deadlines, tables.outbox, tables.outbox_lanes,
+        tables.outbox_relays, tables.inbox, tables.inbox_failures, tables.data_keys,
+        tables.idempotency,
+    ]  # fmt: skip
+
+
 async def create_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
     """Create the event store's tables (and PostgreSQL schema) if they do not exist.
 
@@ -284,8 +313,28 @@ async def _create(engine: AsyncEngine, tables: EventStoreTables) -> None:
     async with engine.begin() as conn:
         if tables.schema and engine.dialect.name == "postgresql":
             await conn.execute(CreateSchema(tables.schema, if_not_exists=True))
-        own = [tables.events, tables.snapshots, tables.checkpoints, tables.dead_letters]
-        own.append(tables.projections)
-        own += [tables.deadlines, tables.outbox, tables.outbox_lanes, tables.outbox_relays]
-        own += [tables.inbox, tables.inbox_failures, tables.data_keys]
+        own = _own_tables(tables)
         await conn.run_sync(lambda sync: tables.metadata.create_all(sync, own, checkfirst=True))
+
+
+async def check_schema(engine: AsyncEngine, tables: EventStoreTables | None = None) -> None:
+    """Raise [`SchemaError`][eventcore.SchemaError], naming them, if any of the store's
+    tables is missing (run `create_schema()` or your migrations)."""
+    tables = tables or EventStoreTables()
+
+    def missing(sync: Any) -> list[str]:
+        present = set(inspect(sync).get_table_names(schema=tables.schema))
+        return [t.name for t in _own_tables(tables) if t.name not in present]
+
+    try:
+        async with engine.connect() as conn:
+            absent = await conn.run_sync(missing)
+    except Exception as error:
+        if not is_database_error(error):
+            raise
+        raise store_error("cannot read the database's tables", error) from error
+    if absent:
+        where = f" in schema {tables.schema!r}" if tables.schema else ""
+        raise SchemaError(
+            f"missing tables{where}: {', '.join(absent)} (run create_schema() or your migrations)"
+        )

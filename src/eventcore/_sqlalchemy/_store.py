@@ -48,10 +48,11 @@ from eventcore._sqlalchemy._data_keys import SqlAlchemyDataKeyStore
 from eventcore._sqlalchemy._dead_letters import SqlAlchemyDeadLetters
 from eventcore._sqlalchemy._deadlines import SqlAlchemyDeadlines
 from eventcore._sqlalchemy._errors import connection_lost
+from eventcore._sqlalchemy._idempotency import SqlAlchemyIdempotencyStore
 from eventcore._sqlalchemy._inbox import SqlAlchemyInbox
 from eventcore._sqlalchemy._outbox import SqlAlchemyOutbox
 from eventcore._sqlalchemy._projection_versions import SqlAlchemyProjectionVersions
-from eventcore._sqlalchemy._schema import EventStoreTables, create_schema
+from eventcore._sqlalchemy._schema import EventStoreTables, check_schema, create_schema
 from eventcore._sqlalchemy._store_session import SqlAlchemySession
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class SqlAlchemyEventStore:
         self._versions = SqlAlchemyProjectionVersions(engine, self.tables)
         self._outbox = _outbox_for(engine, self.tables, self._cipher)
         self._inbox = SqlAlchemyInbox(engine, self.tables, self._cipher)
+        self._idempotency = SqlAlchemyIdempotencyStore(engine, self.tables)
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -162,6 +164,11 @@ class SqlAlchemyEventStore:
         """The consumers' inbox in the same database (the `inbox` tables)."""
         return self._inbox
 
+    @property
+    def idempotency(self) -> SqlAlchemyIdempotencyStore:
+        """Idempotent commands' keys and results in the same database (`idempotency_keys`)."""
+        return self._idempotency
+
     async def close(self) -> None:
         """Give the connections the store keeps back to the engine's pool.
 
@@ -173,6 +180,10 @@ class SqlAlchemyEventStore:
     async def create_schema(self) -> None:
         """Create this store's tables if they do not exist (see `create_schema`)."""
         await create_schema(self.engine, self.tables)
+
+    async def check_schema(self) -> None:
+        """Raise [`SchemaError`][eventcore.SchemaError], naming them, if tables are missing."""
+        await check_schema(self.engine, self.tables)
 
     async def append(
         self,
