@@ -22,8 +22,13 @@ import university
 
 ROOT = Path(university.__file__).parent
 CONTEXTS = ("registration", "records")
-SHARED = {"university.database", "university.messaging", "university.settings"}
-"""Plumbing every context may use: not contexts themselves."""
+SHARED = {
+    "university.database",
+    "university.identity",
+    "university.messaging",
+    "university.settings",
+}
+"""Plumbing every context may use (identity: tokens and scopes): not contexts themselves."""
 DOMAIN_NAMES = {
     name
     for name in eventcore.__all__
@@ -109,3 +114,13 @@ def test_every_context_has_the_same_layout(context: str) -> None:
         assert (package / part / "__init__.py").is_file(), part
     assert (package / "contracts.py").is_file()
     assert (package / "bootstrap.py").is_file()
+
+
+def test_identity_knows_no_context() -> None:
+    wrong = [
+        f"{path.name}: {module}"
+        for path in sorted((ROOT / "identity").rglob("*.py"))
+        for module, _ in imports(path)
+        if module.startswith("university.") and not module.startswith("university.identity")
+    ]
+    assert wrong == []
